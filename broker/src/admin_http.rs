@@ -1,0 +1,58 @@
+//! The admin HTTP port: /healthz (process is up), /readyz (serving Kafka requests), /metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::broker::Broker;
+use crate::handlers::log_dirs::disk_usage;
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    if b.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    let parts: Vec<_> = b
+        .replicas
+        .all()
+        .iter()
+        .map(|p| (p.topic.clone(), p.index, p.size_bytes(), p.log_end_offset()))
+        .collect();
+    let disk = disk_usage(b.replicas.data_dir()).ok();
+    let body = b.metrics.render(&parts, disk);
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+}
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(broker)
+}
+
+/// Serves the admin port until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(broker))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,134 @@
+//! Broker settings: every setting is a command-line flag and an environment variable of the same
+//! name (upper snake case, `RIVULET_` prefix), e.g. `--log-retention-ms` / `RIVULET_LOG_RETENTION_MS`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Rivulet's Kafka-protocol broker.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "rivulet-broker", version, about)]
+pub struct BrokerConfig {
+    /// This broker's id (Kafka's broker.id). Stable for the life of the broker's data.
+    #[arg(long, env = "RIVULET_BROKER_ID", default_value_t = 0)]
+    pub broker_id: i32,
+
+    /// Address the Kafka listener binds to.
+    #[arg(long, env = "RIVULET_LISTEN_ADDR", default_value = "127.0.0.1:9092")]
+    pub listen_addr: SocketAddr,
+
+    /// host:port that clients are told to connect to (defaults to the listen address).
+    #[arg(long, env = "RIVULET_ADVERTISED_ADDR")]
+    pub advertised_addr: Option<String>,
+
+    /// Address of the admin HTTP server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "RIVULET_ADMIN_ADDR", default_value = "127.0.0.1:8092")]
+    pub admin_addr: SocketAddr,
+
+    /// Directory holding the partition logs and (in standalone mode) the metadata.
+    #[arg(long, env = "RIVULET_DATA_DIR", default_value = "./data/broker-0")]
+    pub data_dir: PathBuf,
+
+    /// Rack (availability zone) of this broker, reported in Metadata.
+    #[arg(long, env = "RIVULET_RACK")]
+    pub rack: Option<String>,
+
+    /// Comma-separated coordinator addresses (cluster mode). Absent means standalone mode.
+    #[arg(long, env = "RIVULET_COORDINATOR")]
+    pub coordinator: Option<String>,
+
+    /// Create topics on first Metadata request for them (Kafka's auto.create.topics.enable).
+    #[arg(long, env = "RIVULET_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partitions of an auto-created topic, and of CreateTopics without a count (num.partitions).
+    #[arg(long, env = "RIVULET_NUM_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub num_partitions: i32,
+
+    /// Replication factor of topics created without one (default.replication.factor).
+    #[arg(long, env = "RIVULET_DEFAULT_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i16).range(1..))]
+    pub default_replication_factor: i16,
+
+    /// Largest request frame accepted; larger frames close the connection (socket.request.max.bytes).
+    #[arg(long, env = "RIVULET_SOCKET_REQUEST_MAX_BYTES", default_value_t = 104_857_600, value_parser = clap::value_parser!(u32).range(1024..=(i32::MAX as i64)))]
+    pub socket_request_max_bytes: u32,
+
+    /// Largest record batch accepted by default (message.max.bytes; topics override with max.message.bytes).
+    #[arg(long, env = "RIVULET_MESSAGE_MAX_BYTES", default_value_t = 1_048_588, value_parser = clap::value_parser!(u32).range(64..=(i32::MAX as i64)))]
+    pub message_max_bytes: u32,
+
+    /// Default segment size in bytes (log.segment.bytes).
+    #[arg(long, env = "RIVULET_LOG_SEGMENT_BYTES", default_value_t = 1_073_741_824, value_parser = clap::value_parser!(u64).range(1024..=(i32::MAX as u64)))]
+    pub log_segment_bytes: u64,
+
+    /// Default age after which the active segment is rolled (log.roll.ms / segment.ms).
+    #[arg(long, env = "RIVULET_LOG_SEGMENT_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_segment_ms: i64,
+
+    /// Default time retention in ms, -1 for unlimited (log.retention.ms).
+    #[arg(long, env = "RIVULET_LOG_RETENTION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub log_retention_ms: i64,
+
+    /// Default size retention per partition in bytes, -1 for unlimited (log.retention.bytes).
+    #[arg(long, env = "RIVULET_LOG_RETENTION_BYTES", default_value_t = -1, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub log_retention_bytes: i64,
+
+    /// How often the retention cleaner runs (log.retention.check.interval.ms).
+    #[arg(long, env = "RIVULET_LOG_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub log_retention_check_interval_ms: u64,
+
+    /// fsync after this many messages (log.flush.interval.messages). Kafka's default leaves flushing
+    /// to the OS; 1 fsyncs every append before it is acknowledged.
+    #[arg(long, env = "RIVULET_LOG_FLUSH_INTERVAL_MESSAGES", default_value_t = i64::MAX, value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_flush_interval_messages: i64,
+
+    /// fsync data older than this many ms (log.flush.interval.ms).
+    #[arg(long, env = "RIVULET_LOG_FLUSH_INTERVAL_MS", default_value_t = i64::MAX, value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_flush_interval_ms: i64,
+
+    /// How often the background flusher checks log.flush.interval.ms (log.flush.scheduler.interval.ms).
+    #[arg(long, env = "RIVULET_LOG_FLUSH_SCHEDULER_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_flush_scheduler_interval_ms: u64,
+
+    /// Bytes between entries of the sparse offset index (log.index.interval.bytes).
+    #[arg(long, env = "RIVULET_LOG_INDEX_INTERVAL_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_index_interval_bytes: u32,
+
+    /// Timestamp stored in batches: CreateTime or LogAppendTime (log.message.timestamp.type).
+    #[arg(long, env = "RIVULET_LOG_MESSAGE_TIMESTAMP_TYPE", default_value = "CreateTime", value_parser = ["CreateTime", "LogAppendTime"])]
+    pub log_message_timestamp_type: String,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `rivulet_broker=debug`.
+    #[arg(long, env = "RIVULET_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format: text or json.
+    #[arg(long, env = "RIVULET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Seconds to wait for in-flight requests on SIGTERM before closing.
+    #[arg(long, env = "RIVULET_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl BrokerConfig {
+    /// The (host, port) advertised to clients.
+    pub fn advertised(&self) -> anyhow::Result<(String, i32)> {
+        let s = match &self.advertised_addr {
+            Some(a) => a.clone(),
+            None => self.listen_addr.to_string(),
+        };
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--advertised-addr {s:?} must be host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--advertised-addr {s:?}: port {port:?} is not a number 1-65535"))?;
+        if host.is_empty() || port == 0 {
+            anyhow::bail!("--advertised-addr {s:?} must be host:port with a non-zero port");
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok((host, port as i32))
+    }
+}

@@ -1,0 +1,37 @@
+//! DescribeCluster.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::{s, AUTHORIZED_OPS_OMITTED};
+use crate::broker::Broker;
+
+/// Endpoint type 1: brokers (2 would be KRaft controllers, which this cluster does not have).
+const ENDPOINT_BROKERS: i8 = 1;
+
+pub fn describe_cluster(b: &Broker, version: i16, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let view = b.metadata.view();
+    let resp = DescribeClusterResponse::default()
+        .with_endpoint_type(ENDPOINT_BROKERS)
+        .with_cluster_id(s(view.cluster_id.clone()))
+        .with_controller_id(BrokerId(view.controller_id))
+        .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED);
+    if version >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
+        return resp
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(s("only broker endpoints (type 1) are served")));
+    }
+    resp.with_brokers(
+        view.brokers
+            .iter()
+            .map(|br| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(br.id))
+                    .with_host(s(br.host.clone()))
+                    .with_port(br.port)
+                    .with_rack(br.rack.clone().map(s))
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,138 @@
+//! Fetch: reads whole batches up to the high watermark, honouring max bytes per partition and per
+//! response, and long-polls (max_wait_ms / min_bytes) until a produce wakes it or time runs out.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use rivulet_storage::LogError;
+
+use super::{check_leader_epoch, topic_name};
+use crate::broker::Broker;
+
+/// Kafka's READ_COMMITTED isolation level.
+const READ_COMMITTED: i8 = 1;
+
+struct Pass {
+    topics: Vec<FetchableTopicResponse>,
+    bytes: usize,
+    /// A partition answered with an error: Kafka returns at once rather than waiting.
+    errors: bool,
+}
+
+fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
+    let view = b.metadata.view();
+    let mut remaining = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let mut total = 0usize;
+    let read_committed = req.isolation_level == READ_COMMITTED;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let topic = if version >= 13 {
+            view.topic_by_id(&t.topic_id).cloned()
+        } else {
+            view.topic(&t.topic.0).cloned()
+        };
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for fp in &t.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(if read_committed { Some(vec![]) } else { None });
+            let Some(topic) = topic.as_ref() else {
+                let err = if version >= 13 {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                parts.push(pd.with_error_code(err.code()));
+                continue;
+            };
+            let Some(part) = b.replicas.get(&topic.name, fp.partition) else {
+                parts.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let epoch = topic
+                .partitions
+                .iter()
+                .find(|p| p.index == fp.partition)
+                .map(|p| p.leader_epoch)
+                .unwrap_or(0);
+            if let Some(err) = check_leader_epoch(fp.current_leader_epoch, epoch) {
+                parts.push(pd.with_error_code(err.code()));
+                continue;
+            }
+            let hw = part.high_watermark();
+            pd = pd
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(part.log_start_offset());
+            let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            // KIP-74: the first non-empty partition returns at least one whole batch.
+            let min_one = total == 0;
+            if limit == 0 && !min_one {
+                parts.push(pd);
+                continue;
+            }
+            match part.read(fp.fetch_offset, limit, hw, min_one) {
+                Ok(r) => {
+                    let n = r.data.len();
+                    total += n;
+                    remaining = remaining.saturating_sub(n);
+                    b.metrics.bytes_out(&topic.name, n as u64);
+                    parts.push(pd.with_records(Some(r.data)));
+                }
+                Err(LogError::OffsetOutOfRange { .. }) => {
+                    parts.push(pd.with_error_code(ResponseError::OffsetOutOfRange.code()));
+                }
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, partition = fp.partition, error = %e, "read failed");
+                    parts.push(pd.with_error_code(ResponseError::KafkaStorageError.code()));
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic_name(&t.topic.0))
+                .with_topic_id(t.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    let errors = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .any(|p| p.error_code != 0);
+    Pass {
+        topics,
+        bytes: total,
+        errors,
+    }
+}
+
+pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    loop {
+        // Register for the wake-up before reading so a produce between the read and the wait
+        // is not missed.
+        let notified = b.replicas.data_arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let pass = read_once(b, version, &req);
+        let now = Instant::now();
+        if pass.bytes >= min_bytes.max(1) || min_bytes == 0 || pass.errors || now >= deadline {
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(pass.topics);
+        }
+        if tokio::time::timeout(deadline - now, notified).await.is_err() {
+            // Timed out: one final read so the answer reflects the latest state.
+            let pass = read_once(b, version, &req);
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(pass.topics);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Metadata: brokers, controller, topics and partitions; auto-creates topics when enabled.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use uuid::Uuid;
+
+use super::{s, topic_name, topics, AUTHORIZED_OPS_OMITTED};
+use crate::broker::Broker;
+use crate::metadata::TopicMeta;
+
+fn topic_entry(t: &TopicMeta) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&t.name)))
+        .with_topic_id(t.id)
+        .with_is_internal(t.internal)
+        .with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
+        .with_partitions(
+            t.partitions
+                .iter()
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p.index)
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(p.leader_epoch)
+                        .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                        .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                        .with_error_code(if p.leader < 0 {
+                            ResponseError::LeaderNotAvailable.code()
+                        } else {
+                            0
+                        })
+                })
+                .collect(),
+        )
+}
+
+fn error_entry(name: Option<&str>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(topic_name))
+        .with_topic_id(id)
+        .with_error_code(err.code())
+        .with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
+}
+
+pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let wanted: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(
+            list.into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    let allow_auto_create = b.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+
+    let mut topics_out = Vec::new();
+    match wanted {
+        None => {
+            let view = b.metadata.view();
+            topics_out.extend(view.topics.values().map(|t| topic_entry(t)));
+        }
+        Some(list) => {
+            for (name, id) in list {
+                let view = b.metadata.view();
+                match name {
+                    Some(name) => {
+                        if let Some(t) = view.topic(&name) {
+                            topics_out.push(topic_entry(t));
+                            continue;
+                        }
+                        if topics::validate_topic_name(&name).is_err() {
+                            topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::InvalidTopicException));
+                            continue;
+                        }
+                        if !allow_auto_create {
+                            topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::UnknownTopicOrPartition));
+                            continue;
+                        }
+                        let planned = topics::plan_topic(b, &view, &name, -1, -1, vec![], vec![]);
+                        let created = match planned {
+                            Ok(p) => topics::create(b, p).await,
+                            Err(e) => Err(e),
+                        };
+                        match created {
+                            Ok(_) => {
+                                let view = b.metadata.view();
+                                match view.topic(&name) {
+                                    Some(t) => topics_out.push(topic_entry(t)),
+                                    None => topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::LeaderNotAvailable)),
+                                }
+                            }
+                            // Raced with another creator: answer with what exists now.
+                            Err((ResponseError::TopicAlreadyExists, _)) => match b.metadata.view().topic(&name) {
+                                Some(t) => topics_out.push(topic_entry(t)),
+                                None => topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::LeaderNotAvailable)),
+                            },
+                            Err((code, msg)) => {
+                                tracing::warn!(topic = %name, error = %msg, "auto-creating topic failed");
+                                topics_out.push(error_entry(Some(&name), Uuid::nil(), code));
+                            }
+                        }
+                    }
+                    None => match view.topic_by_id(&id) {
+                        Some(t) => topics_out.push(topic_entry(t)),
+                        None => topics_out.push(error_entry(None, id, ResponseError::UnknownTopicId)),
+                    },
+                }
+            }
+        }
+    }
+
+    let view = b.metadata.view();
+    MetadataResponse::default()
+        .with_brokers(
+            view.brokers
+                .iter()
+                .map(|br| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(br.id))
+                        .with_host(s(br.host.clone()))
+                        .with_port(br.port)
+                        .with_rack(br.rack.clone().map(s))
+                })
+                .collect(),
+        )
+        .with_cluster_id(Some(s(view.cluster_id.clone())))
+        .with_controller_id(BrokerId(view.controller_id))
+        .with_topics(topics_out)
+        .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED)
+}

@@ -1,0 +1,184 @@
+//! Produce: validate each partition's batches (framing, magic, CRC32C, size) without decoding
+//! records, then append; offsets are assigned by rewriting each batch's baseOffset.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use rivulet_storage::{validate_batches, LogError};
+
+use super::{s, topic_name};
+use crate::broker::Broker;
+use crate::partition::AppendError;
+
+/// Byte offset of the magic byte in a v2 batch header.
+const MAGIC_OFFSET: usize = 16;
+
+fn failed(index: i32, err: ResponseError, msg: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(err.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(msg.map(s))
+}
+
+pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
+    let now = crate::now_ms();
+    let view = b.metadata.view();
+    let acks_ok = matches!(req.acks, -1..=1);
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended_any = false;
+    for t in req.topic_data {
+        // v13 names topics by id.
+        let topic = if version >= 13 {
+            view.topic_by_id(&t.topic_id).cloned()
+        } else {
+            view.topic(&t.name.0).cloned()
+        };
+        let unknown = if version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let mut parts = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            let idx = p.index;
+            if !acks_ok {
+                parts.push(failed(idx, ResponseError::InvalidRequiredAcks, None));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                parts.push(failed(
+                    idx,
+                    ResponseError::InvalidRequest,
+                    Some("transactions are not supported by this broker".into()),
+                ));
+                continue;
+            }
+            let Some(topic) = topic.as_ref() else {
+                parts.push(failed(idx, unknown, None));
+                continue;
+            };
+            let Some(part) = b.replicas.get(&topic.name, idx) else {
+                parts.push(failed(idx, ResponseError::UnknownTopicOrPartition, None));
+                continue;
+            };
+            let Some(records) = p.records.filter(|r| !r.is_empty()) else {
+                parts.push(failed(idx, ResponseError::CorruptMessage, Some("empty record set".into())));
+                continue;
+            };
+            if records.len() > MAGIC_OFFSET && records[MAGIC_OFFSET] < 2 {
+                parts.push(failed(
+                    idx,
+                    ResponseError::UnsupportedForMessageFormat,
+                    Some(format!("message format v{} is not supported; use v2 (Kafka 0.11+ clients)", records[MAGIC_OFFSET])),
+                ));
+                continue;
+            }
+            let headers = match validate_batches(&records) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(topic = %topic.name, partition = idx, error = %e, "rejected corrupt batch");
+                    b.metrics.corrupt_batch();
+                    parts.push(failed(idx, ResponseError::CorruptMessage, Some(e.to_string())));
+                    continue;
+                }
+            };
+            if let Some(h) = headers.iter().find(|h| h.is_control()) {
+                parts.push(failed(
+                    idx,
+                    ResponseError::InvalidRecord,
+                    Some(format!("control batch at producer {} is not accepted from clients", h.producer_id)),
+                ));
+                continue;
+            }
+            if headers.iter().any(|h| h.is_transactional()) {
+                parts.push(failed(
+                    idx,
+                    ResponseError::InvalidRecord,
+                    Some("transactional batches are not supported by this broker".into()),
+                ));
+                continue;
+            }
+            let max = part.max_message_bytes() as usize;
+            if let Some(h) = headers.iter().find(|h| h.total_len() > max) {
+                parts.push(failed(
+                    idx,
+                    ResponseError::MessageTooLarge,
+                    Some(format!("batch of {} bytes exceeds max.message.bytes {max}", h.total_len())),
+                ));
+                continue;
+            }
+            if req.acks == -1 {
+                let pm = topic.partitions.iter().find(|pm| pm.index == idx);
+                let min_isr = topic
+                    .configs
+                    .get("min.insync.replicas")
+                    .or_else(|| view.default_broker_configs.get("min.insync.replicas"))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(1);
+                if let Some(pm) = pm {
+                    if pm.isr.len() < min_isr {
+                        parts.push(failed(
+                            idx,
+                            ResponseError::NotEnoughReplicas,
+                            Some(format!(
+                                "{} in-sync replicas, min.insync.replicas is {min_isr}",
+                                pm.isr.len()
+                            )),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            let mut buf = records.to_vec();
+            let len = buf.len();
+            match part.append(&mut buf, &headers, 0, now) {
+                Ok(a) => {
+                    if !a.duplicate {
+                        appended_any = true;
+                        b.metrics.bytes_in(&topic.name, len as u64);
+                        b.metrics
+                            .messages_in(&topic.name, (a.last_offset - a.base_offset + 1) as u64);
+                    }
+                    parts.push(
+                        PartitionProduceResponse::default()
+                            .with_index(idx)
+                            .with_base_offset(a.base_offset)
+                            .with_log_append_time_ms(a.log_append_time)
+                            .with_log_start_offset(a.log_start_offset),
+                    );
+                }
+                Err(e) => {
+                    let (code, msg) = append_error(&e);
+                    tracing::warn!(topic = %topic.name, partition = idx, error = %e, "append failed");
+                    parts.push(failed(idx, code, Some(msg)));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_name(&t.name.0))
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(parts),
+        );
+    }
+    if appended_any {
+        b.replicas.data_arrived.notify_waiters();
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+fn append_error(e: &AppendError) -> (ResponseError, String) {
+    let code = match e {
+        AppendError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        AppendError::UnknownProducer(_) => ResponseError::UnknownProducerId,
+        AppendError::Invalid(_) => ResponseError::InvalidRecord,
+        AppendError::Log(LogError::MessageTooLarge { .. }) => ResponseError::MessageTooLarge,
+        AppendError::Log(LogError::Batch(_)) => ResponseError::CorruptMessage,
+        AppendError::Log(_) => ResponseError::KafkaStorageError,
+    };
+    (code, e.to_string())
+}

@@ -1,0 +1,152 @@
+//! `rivulet-broker`: settings from flags/env, then the Kafka listener, the admin HTTP port and
+//! the background schedulers; SIGTERM/SIGINT stop it gracefully.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use rivulet_broker::broker::Broker;
+use rivulet_broker::config::BrokerConfig;
+use rivulet_broker::metadata::standalone::LocalMetadataStore;
+use rivulet_broker::metadata::BrokerMeta;
+use rivulet_broker::metrics::Metrics;
+use rivulet_broker::partition::ReplicaManager;
+use rivulet_broker::{admin_http, background, server};
+
+fn main() {
+    let config = BrokerConfig::parse();
+    if let Err(e) = init_tracing(&config) {
+        eprintln!("rivulet-broker: {e:#}");
+        std::process::exit(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rivulet-broker: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(config)) {
+        tracing::error!(error = %format!("{e:#}"), "broker failed");
+        eprintln!("rivulet-broker: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(config: &BrokerConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", config.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on the data directory so two brokers never share it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        bail!(
+            "data directory {} is in use by another broker (lock {} is held)",
+            dir.display(),
+            path.display()
+        );
+    }
+    Ok(f)
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let (host, port) = config.advertised()?;
+    if config.coordinator.is_some() {
+        bail!("--coordinator (cluster mode) is not available in this build yet; run without it for a standalone broker");
+    }
+    if config.default_replication_factor != 1 {
+        bail!(
+            "--default-replication-factor {} needs {} brokers, but a standalone broker is one",
+            config.default_replication_factor,
+            config.default_replication_factor
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+
+    let me = BrokerMeta {
+        id: config.broker_id,
+        host: host.clone(),
+        port,
+        rack: config.rack.clone(),
+    };
+    let store = LocalMetadataStore::open(&config.data_dir, me.clone())
+        .context("opening standalone metadata")?;
+    let replicas = ReplicaManager::new(&config.data_dir, config.broker_id);
+    let broker = Arc::new(Broker::new(config.clone(), me, Arc::new(store), replicas, Metrics::new()));
+    let started = std::time::Instant::now();
+    broker.sync_partitions().context("opening partition logs")?;
+    tracing::info!(partitions = broker.replicas.all().len(), elapsed_ms = started.elapsed().as_millis() as u64, "logs recovered");
+
+    let kafka = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen-addr)", config.listen_addr))?;
+    let admin = tokio::net::TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (--admin-addr)", config.admin_addr))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    background::spawn(broker.clone(), stop_rx.clone());
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(admin_http::serve(admin, broker.clone(), async move {
+        let _ = admin_stop.wait_for(|s| *s).await;
+    }));
+    let server_task = tokio::spawn(server::run(kafka, broker.clone(), stop_rx.clone()));
+    broker.set_ready(true);
+    tracing::info!(
+        broker_id = config.broker_id,
+        listen = %config.listen_addr,
+        advertised = %format!("{host}:{port}"),
+        admin = %config.admin_addr,
+        data_dir = %config.data_dir.display(),
+        "rivulet-broker ready (standalone)"
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.set_ready(false);
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(config.shutdown_timeout_secs);
+    let _ = tokio::time::timeout(grace, server_task).await;
+    let _ = tokio::time::timeout(grace, admin_task).await;
+    // Connections were told to stop; give in-flight requests a moment to finish writing.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    broker.replicas.shutdown();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

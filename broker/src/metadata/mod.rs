@@ -1,0 +1,73 @@
+//! Cluster and topic metadata behind one interface.
+//!
+//! Request handlers read an immutable [`ClusterView`] snapshot and ask the [`MetadataStore`] for
+//! changes. Standalone mode keeps the metadata in the broker's data directory
+//! ([`standalone::LocalMetadataStore`]); cluster mode will implement the same trait on the
+//! coordinator (ZooKeeper protocol) without touching the handlers.
+
+pub mod model;
+pub mod placement;
+pub mod standalone;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+pub use model::{BrokerMeta, ClusterView, PartitionMeta, TopicMeta};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("metadata storage failed: {0}")]
+    Storage(String),
+}
+
+/// A topic to create, already validated and placed.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// Replicas of each partition, index = partition id; the first replica is the preferred leader.
+    pub assignment: Vec<Vec<i32>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// The current metadata, as one consistent snapshot.
+    fn view(&self) -> Arc<ClusterView>;
+    /// Fires with the new version after every change.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+    async fn create_topic(&self, topic: NewTopic) -> Result<Arc<TopicMeta>, MetadataError>;
+    async fn delete_topic(&self, name: &str) -> Result<(), MetadataError>;
+    /// Appends partitions with the given replica lists.
+    async fn add_partitions(
+        &self,
+        name: &str,
+        new_assignment: Vec<Vec<i32>>,
+    ) -> Result<Arc<TopicMeta>, MetadataError>;
+    /// Replaces the topic's config overrides.
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), MetadataError>;
+    /// Replaces dynamic broker configs (`None` = cluster-wide default, `Some(id)` = one broker).
+    async fn set_broker_configs(
+        &self,
+        broker: Option<i32>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), MetadataError>;
+    /// Reserves `count` producer ids and returns the first.
+    async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError>;
+}

@@ -1,0 +1,72 @@
+//! Plain metadata values shared by the handlers and the stores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub index: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic-level overrides only; defaults come from the broker config.
+    pub configs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+impl TopicMeta {
+    pub fn replication_factor(&self) -> i16 {
+        self.partitions
+            .first()
+            .map(|p| p.replicas.len() as i16)
+            .unwrap_or(0)
+    }
+}
+
+/// One consistent snapshot of everything the handlers need to know about the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub version: u64,
+    pub cluster_id: String,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerMeta>,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// Dynamic cluster-wide broker configs (Kafka's `<default>` broker entity).
+    pub default_broker_configs: BTreeMap<String, String>,
+    /// Dynamic per-broker configs.
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+}
+
+impl ClusterView {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicMeta>> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+
+    pub fn broker(&self, id: i32) -> Option<&BrokerMeta> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+}

@@ -1,0 +1,167 @@
+//! Prometheus metrics (prometheus-client), served on the admin port at /metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+type HistogramFamily = Family<ApiLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ApiLabel, Counter>,
+    latency: HistogramFamily,
+    bytes_in: Family<TopicLabel, Counter>,
+    bytes_out: Family<TopicLabel, Counter>,
+    messages_in: Family<TopicLabel, Counter>,
+    connection_errors: Family<KindLabel, Counter>,
+    corrupt_batches: Counter,
+    connections: Gauge,
+    partitions: Gauge,
+    log_size: Family<PartitionLabel, Gauge>,
+    log_end_offset: Family<PartitionLabel, Gauge>,
+    log_dir_total: Gauge,
+    log_dir_usable: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rivulet");
+        let requests = Family::<ApiLabel, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let bytes_in = Family::<TopicLabel, Counter>::default();
+        let bytes_out = Family::<TopicLabel, Counter>::default();
+        let messages_in = Family::<TopicLabel, Counter>::default();
+        let connection_errors = Family::<KindLabel, Counter>::default();
+        let corrupt_batches = Counter::default();
+        let connections = Gauge::default();
+        let partitions = Gauge::default();
+        let log_size = Family::<PartitionLabel, Gauge>::default();
+        let log_end_offset = Family::<PartitionLabel, Gauge>::default();
+        let log_dir_total = Gauge::default();
+        let log_dir_usable = Gauge::default();
+        registry.register("requests", "Kafka requests handled, by API", requests.clone());
+        registry.register("request_duration_seconds", "Time to handle a request, by API", latency.clone());
+        registry.register("bytes_in", "Record bytes appended, by topic", bytes_in.clone());
+        registry.register("bytes_out", "Record bytes returned by Fetch, by topic", bytes_out.clone());
+        registry.register("messages_in", "Records appended, by topic", messages_in.clone());
+        registry.register("connection_errors", "Connections closed for bad input, by kind", connection_errors.clone());
+        registry.register("corrupt_batches", "Produce batches rejected as corrupt", corrupt_batches.clone());
+        registry.register("connections", "Open client connections", connections.clone());
+        registry.register("partitions", "Partitions hosted by this broker", partitions.clone());
+        registry.register("log_size_bytes", "Bytes on disk per partition", log_size.clone());
+        registry.register("log_end_offset", "Log end offset per partition", log_end_offset.clone());
+        registry.register("log_dir_total_bytes", "Size of the filesystem holding the data directory", log_dir_total.clone());
+        registry.register("log_dir_usable_bytes", "Free bytes on the filesystem holding the data directory", log_dir_usable.clone());
+        Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            messages_in,
+            connection_errors,
+            corrupt_batches,
+            connections,
+            partitions,
+            log_size,
+            log_end_offset,
+            log_dir_total,
+            log_dir_usable,
+        }
+    }
+
+    pub fn request(&self, api: &str, seconds: f64) {
+        let l = ApiLabel { api: api.to_string() };
+        self.requests.get_or_create(&l).inc();
+        self.latency.get_or_create(&l).observe(seconds);
+    }
+
+    pub fn bytes_in(&self, topic: &str, n: u64) {
+        self.bytes_in.get_or_create(&TopicLabel { topic: topic.to_string() }).inc_by(n);
+    }
+
+    pub fn bytes_out(&self, topic: &str, n: u64) {
+        if n > 0 {
+            self.bytes_out.get_or_create(&TopicLabel { topic: topic.to_string() }).inc_by(n);
+        }
+    }
+
+    pub fn messages_in(&self, topic: &str, n: u64) {
+        self.messages_in.get_or_create(&TopicLabel { topic: topic.to_string() }).inc_by(n);
+    }
+
+    pub fn connection_error(&self, kind: &str) {
+        self.connection_errors.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    pub fn corrupt_batch(&self) {
+        self.corrupt_batches.inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub fn set_partitions(&self, n: i64) {
+        self.partitions.set(n);
+    }
+
+    /// Refreshes the per-partition and disk gauges, then renders the text exposition format.
+    pub fn render(&self, partitions: &[(String, i32, u64, i64)], disk: Option<(u64, u64)>) -> String {
+        self.log_size.clear();
+        self.log_end_offset.clear();
+        for (topic, p, size, leo) in partitions {
+            let l = PartitionLabel { topic: topic.clone(), partition: p.to_string() };
+            self.log_size.get_or_create(&l).set(*size as i64);
+            self.log_end_offset.get_or_create(&l).set(*leo);
+        }
+        if let Some((total, usable)) = disk {
+            self.log_dir_total.set(total as i64);
+            self.log_dir_usable.set(usable as i64);
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}

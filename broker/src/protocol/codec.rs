@@ -1,0 +1,159 @@
+//! Request decoding and response encoding around `kafka-protocol`'s generated messages.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::versions;
+
+/// Why a frame could not become a request. Each variant closes the connection, as Kafka does.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes is too short for a request header")]
+    TooShort(usize),
+    #[error("unknown api key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} version {version} is not supported (supported {min}..={max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+        correlation_id: i32,
+    },
+    #[error("api {0:?} is not implemented by this broker")]
+    NotImplemented(ApiKey),
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// A decoded request with its header.
+#[derive(Debug)]
+pub struct Request {
+    pub header: RequestHeader,
+    pub api: ApiKey,
+    pub body: RequestKind,
+}
+
+/// Decodes a frame's payload (without the length prefix) into a request.
+pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::TooShort(frame.len()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
+    let Some((min, max)) = versions::range(api) else {
+        return Err(DecodeError::NotImplemented(api));
+    };
+    if version < min || version > max {
+        return Err(DecodeError::UnsupportedVersion {
+            api,
+            version,
+            min,
+            max,
+            correlation_id,
+        });
+    }
+    let malformed = |e: anyhow::Error| DecodeError::Malformed {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let header_version = api.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version).map_err(malformed)?;
+    let body = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
+    Ok(Request { header, api, body })
+}
+
+/// Encodes a response frame (length prefix included) for the given request header.
+pub fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> anyhow::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header.encode(&mut buf, api.response_header_version(version))?;
+    body.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsRequest;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn frame(api: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
+        let mut buf = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(42)
+            .with_client_id(Some(StrBytes::from_static_str("t")));
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_api_versions_v3() {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("x"))
+            .with_client_software_version(StrBytes::from_static_str("1"));
+        let r = decode_request(frame(ApiKey::ApiVersions, 3, &req)).unwrap();
+        assert_eq!(r.header.correlation_id, 42);
+        assert!(matches!(r.body, RequestKind::ApiVersions(_)));
+    }
+
+    #[test]
+    fn rejects_unknown_and_unsupported() {
+        let mut f = BytesMut::new();
+        f.put_i16(999);
+        f.put_i16(0);
+        f.put_i32(1);
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(DecodeError::UnknownApi(999))
+        ));
+        let req = ApiVersionsRequest::default();
+        assert!(matches!(
+            decode_request(frame(ApiKey::ApiVersions, 4, &req).slice(..)),
+            Ok(_)
+        ));
+        let mut f = BytesMut::new();
+        f.put_i16(ApiKey::ApiVersions as i16);
+        f.put_i16(99);
+        f.put_i32(7);
+        f.put_i16(-1);
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(DecodeError::UnsupportedVersion {
+                correlation_id: 7,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn truncated_body_is_malformed_not_a_panic() {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("client"));
+        let f = frame(ApiKey::ApiVersions, 3, &req);
+        for cut in 8..f.len() {
+            let _ = decode_request(f.slice(..cut));
+        }
+    }
+}

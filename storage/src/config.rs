@@ -1,0 +1,58 @@
+//! Per-partition log settings, named and defaulted like Kafka's topic configs.
+
+/// `message.timestamp.type`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Settings of one partition log. `Default` gives Kafka's defaults.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would grow past this (default 1 GiB).
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment is older than this (default 7 days).
+    pub segment_ms: i64,
+    /// `retention.ms`, -1 = unlimited (default 7 days).
+    pub retention_ms: i64,
+    /// `retention.bytes`, -1 = unlimited (default).
+    pub retention_bytes: i64,
+    /// `flush.messages`: fsync after this many messages (u64::MAX = never; 1 = every append).
+    pub flush_messages: u64,
+    /// `flush.ms`: fsync once the oldest unflushed data is this old (i64::MAX = never).
+    pub flush_ms: i64,
+    /// `index.interval.bytes`: bytes between sparse index entries (default 4096).
+    pub index_interval_bytes: u32,
+    /// `max.message.bytes`: largest batch accepted by append (default 1048588).
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type` (default CreateTime).
+    pub message_timestamp_type: TimestampType,
+    /// `preallocate`: size new segment files to `segment.bytes` up front.
+    pub preallocate: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            flush_messages: u64::MAX,
+            flush_ms: i64::MAX,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            preallocate: false,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Effective segment size: file positions in the index are u32, and Kafka caps
+    /// `segment.bytes` at i32::MAX as well.
+    pub(crate) fn effective_segment_bytes(&self) -> u64 {
+        self.segment_bytes.clamp(1, i32::MAX as u64)
+    }
+}

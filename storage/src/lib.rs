@@ -1,0 +1,22 @@
+//! Rivulet's segmented partition log: Kafka RecordBatch v2 handling and the on-disk log.
+//!
+//! See `docs/storage.md` for the on-disk format, recovery rules and flush semantics.
+
+pub mod batch;
+mod checkpoint;
+pub mod config;
+mod error;
+mod index;
+pub mod log;
+mod segment;
+
+#[cfg(test)]
+mod log_tests;
+
+pub use batch::{
+    set_base_offset, set_log_append_time, set_partition_leader_epoch, validate_batches, BatchError,
+    BatchHeader, BatchIter, BATCH_HEADER_LEN,
+};
+pub use config::{LogConfig, TimestampType};
+pub use error::LogError;
+pub use log::{AppendResult, PartitionLog, ReadResult, RetentionStats};
