@@ -75,6 +75,7 @@ impl Broker {
     /// Handles one request. `None` means no response is sent (Produce with acks=0).
     pub async fn handle(&self, req: Request) -> Option<ResponseKind> {
         let v = req.header.request_api_version;
+        let api = req.api;
         let resp = match req.body {
             RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(handlers::api_versions::handle(v, r)),
             RequestKind::Metadata(r) => ResponseKind::Metadata(handlers::metadata::handle(self, v, r).await),
@@ -107,23 +108,19 @@ impl Broker {
                 ResponseKind::DescribeLogDirs(handlers::log_dirs::describe(self, v, r))
             }
             RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(handlers::delete_records::handle(self, v, r)),
+            RequestKind::FindCoordinator(r) => {
+                ResponseKind::FindCoordinator(handlers::find_coordinator::handle(self, v, r))
+            }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(handlers::init_producer_id::handle(self, v, r).await)
             }
-            other => {
+            _ => {
                 // The codec only decodes APIs from the version table, so this is a bug, not input.
-                tracing::error!(api = ?api_of(&other), "request decoded for an API without a handler");
+                tracing::error!(?api, "request decoded for an API without a handler");
                 return None;
             }
         };
         Some(resp)
-    }
-}
-
-fn api_of(r: &RequestKind) -> &'static str {
-    match r {
-        RequestKind::JoinGroup(_) => "JoinGroup",
-        _ => "other",
     }
 }
 

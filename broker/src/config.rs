@@ -8,7 +8,7 @@ use clap::Parser;
 
 /// Rivulet's Kafka-protocol broker.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "rivulet-broker", version, about)]
+#[command(name = "rivulet-broker", version, about, allow_negative_numbers = true)]
 pub struct BrokerConfig {
     /// This broker's id (Kafka's broker.id). Stable for the life of the broker's data.
     #[arg(long, env = "RIVULET_BROKER_ID", default_value_t = 0)]

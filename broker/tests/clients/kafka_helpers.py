@@ -3,8 +3,11 @@ reading partitions back to their high watermark with a time bound."""
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+from collections import Counter
+from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -125,3 +128,21 @@ def consume_partitions(
     finally:
         c.close()
     return out
+
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def stored_batch_codecs(data_dir: Path, topic: str, partition: int) -> Counter:
+    """Walks the partition's segment files (Kafka's on-disk format: v2 record batches back to
+    back) and counts batches by the compression codec in their attributes."""
+    codecs: Counter = Counter()
+    for seg in sorted((Path(data_dir) / f"{topic}-{partition}").glob("*.log")):
+        data = seg.read_bytes()
+        off = 0
+        while off + 23 <= len(data):
+            (length,) = struct.unpack(">i", data[off + 8 : off + 12])
+            (attrs,) = struct.unpack(">h", data[off + 21 : off + 23])
+            codecs[attrs & 0x7] += 1
+            off += 12 + length
+    return codecs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 
 import pytest
 from confluent_kafka import (
@@ -26,19 +27,23 @@ from confluent_kafka.admin import (
     OffsetSpec,
 )
 
+import rawkafka as raw
 from harness import wait_until
 from kafka_helpers import (
+    CODEC_IDS,
     admin,
     assigned_consumer,
     consume_partitions,
     create_topic,
     produce_all,
     producer,
+    stored_batch_codecs,
     unique_topic,
     watermarks,
 )
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+FIND_COORDINATOR = 10
 
 
 def codec_records(topic: str, codec: str, n: int, partitions: int):
@@ -55,11 +60,6 @@ def codec_records(topic: str, codec: str, n: int, partitions: int):
             headers = [("seq", str(i).encode()), ("dup", b"a"), ("dup", b"b")]
         recs.append((topic, i % partitions, f"k{i}".encode(), value, headers))
     return recs
-
-
-def partition_bytes_on_disk(broker, topic: str, partition: int) -> int:
-    d = broker.data_dir / f"{topic}-{partition}"
-    return sum(f.stat().st_size for f in d.glob("*.log"))
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -90,13 +90,16 @@ def test_100k_messages_6_partitions_per_codec(broker, codec):
     for (part, off), (_, _, key, _, _) in zip(delivered, recs):
         assert got[part][off].key() == key
 
-    raw = sum(len(r[2]) + len(r[3] or b"") for r in recs)
-    on_disk = sum(partition_bytes_on_disk(broker, topic, q) for q in range(parts))
-    if codec == "none":
-        assert on_disk >= raw
-    else:
-        # Batches are stored as the producer compressed them, not inflated by the broker.
-        assert on_disk < raw * 0.6, f"{codec}: {on_disk} bytes on disk for {raw} bytes of records"
+    # Batches are stored as the producer compressed them, not recompressed or inflated.
+    codecs = Counter()
+    for q in range(parts):
+        codecs += stored_batch_codecs(broker.data_dir, topic, q)
+    if codec == "lz4" and FIND_COORDINATOR not in raw.api_versions(broker.bootstrap)[1] and set(codecs) == {0}:
+        pytest.xfail(
+            "round trip verified, but librdkafka enables LZ4 only when the broker advertises FindCoordinator "
+            "(consumer groups, a later issue), so it sent these batches uncompressed"
+        )
+    assert set(codecs) == {CODEC_IDS[codec]}, f"{codec}: stored batches by codec id: {dict(codecs)}"
 
 
 def test_auto_create_on_produce(broker):

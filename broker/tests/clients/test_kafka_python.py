@@ -8,7 +8,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from kafka_helpers import unique_topic
+from kafka_helpers import CODEC_IDS, consume_partitions, stored_batch_codecs, unique_topic
 
 
 def read_all(bootstrap: str, topic: str, partitions: list[int], expected: int, timeout: float = 30.0):
@@ -32,7 +32,7 @@ def read_all(bootstrap: str, topic: str, partitions: list[int], expected: int, t
         c.close()
 
 
-@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("compression", [None, "gzip", "snappy", "lz4", "zstd"])
 def test_kafka_python_round_trip(broker, compression):
     topic = unique_topic("kpy")
     a = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
@@ -67,6 +67,15 @@ def test_kafka_python_round_trip(broker, compression):
         have = [(r.key, r.value, list(r.headers)) for r in got if r.partition == part]
         assert [r.offset for r in got if r.partition == part] == list(range(1000))
         assert have == want, f"partition {part} differs"
+
+    # Stored as kafka-python compressed it, and readable by librdkafka too.
+    for part in range(3):
+        codecs = stored_batch_codecs(broker.data_dir, topic, part)
+        assert set(codecs) == {CODEC_IDS[compression or "none"]}, dict(codecs)
+    other = consume_partitions(broker.bootstrap, topic, range(3))
+    for part in range(3):
+        want = [(k, v) for (q, k, v, _) in sent if q == part]
+        assert [(m.key(), m.value()) for m in other[part]] == want
 
 
 def test_kafka_python_admin_and_log_dirs(broker):

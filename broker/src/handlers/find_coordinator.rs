@@ -1,0 +1,48 @@
+//! FindCoordinator: in standalone mode this broker coordinates every group.
+//!
+//! Advertising it also matters before groups exist: librdkafka infers a broker's features from
+//! the advertised APIs and only enables LZ4 compression when FindCoordinator is present.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::s;
+use crate::broker::Broker;
+
+const KEY_GROUP: i8 = 0;
+
+fn lookup(b: &Broker, key: StrBytes, key_type: i8) -> Coordinator {
+    let c = Coordinator::default().with_key(key);
+    if key_type != KEY_GROUP {
+        return c
+            .with_node_id(BrokerId(-1))
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_error_message(Some(s("transactions are not supported by this broker")));
+    }
+    c.with_node_id(BrokerId(b.me.id))
+        .with_host(s(b.me.host.clone()))
+        .with_port(b.me.port)
+}
+
+pub fn handle(b: &Broker, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|k| lookup(b, k, req.key_type))
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = lookup(b, req.key, req.key_type);
+    let mut r = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if version >= 1 {
+        r = r.with_error_message(c.error_message);
+    }
+    r
+}
