@@ -7,6 +7,8 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tokio::sync::Mutex;
 
 use crate::config::BrokerConfig;
+use crate::group::state::GroupConfig;
+use crate::group::GroupCoordinator;
 use crate::handlers;
 use crate::metadata::{BrokerMeta, MetadataStore};
 use crate::metrics::Metrics;
@@ -22,6 +24,7 @@ pub struct Broker {
     pub metadata: Arc<dyn MetadataStore>,
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
+    pub groups: GroupCoordinator,
     ready: AtomicBool,
     producer_ids: Mutex<(i64, i64)>,
 }
@@ -34,12 +37,24 @@ impl Broker {
         replicas: ReplicaManager,
         metrics: Metrics,
     ) -> Self {
+        let groups = GroupCoordinator::new(
+            GroupConfig {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                max_size: config.group_max_size,
+            },
+            config.offsets_topic_num_partitions,
+            config.offset_metadata_max_bytes,
+            config.message_max_bytes as usize,
+        );
         Self {
             config,
             me,
             metadata,
             replicas,
             metrics,
+            groups,
             ready: AtomicBool::new(false),
             producer_ids: Mutex::new((0, 0)),
         }
@@ -109,8 +124,25 @@ impl Broker {
             }
             RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(handlers::delete_records::handle(self, v, r)),
             RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(handlers::find_coordinator::handle(self, v, r))
+                ResponseKind::FindCoordinator(handlers::find_coordinator::handle(self, v, r).await)
             }
+            RequestKind::JoinGroup(r) => {
+                let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
+                ResponseKind::JoinGroup(handlers::groups::join(self, v, r, &client_id, &req.client_host).await)
+            }
+            RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::groups::sync(self, v, r).await),
+            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::groups::heartbeat(self, v, r).await),
+            RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::groups::leave(self, v, r).await),
+            RequestKind::OffsetCommit(r) => {
+                ResponseKind::OffsetCommit(handlers::groups::offset_commit(self, v, r).await)
+            }
+            RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::groups::offset_fetch(self, v, r).await),
+            RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::groups::list_groups(self, v, r).await),
+            RequestKind::DescribeGroups(r) => {
+                ResponseKind::DescribeGroups(handlers::groups::describe_groups(self, v, r).await)
+            }
+            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete_groups(self, v, r).await),
+            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::groups::offset_delete(self, v, r).await),
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(handlers::init_producer_id::handle(self, v, r).await)
             }

@@ -99,6 +99,32 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_LOG_MESSAGE_TIMESTAMP_TYPE", default_value = "CreateTime", value_parser = ["CreateTime", "LogAppendTime"])]
     pub log_message_timestamp_type: String,
 
+    /// Delay before the first rebalance of a new group, so members starting together join one
+    /// generation (group.initial.rebalance.delay.ms).
+    #[arg(long, env = "RIVULET_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3000, value_parser = clap::value_parser!(i64).range(0..))]
+    pub group_initial_rebalance_delay_ms: i64,
+
+    /// Smallest session timeout a consumer may ask for (group.min.session.timeout.ms).
+    #[arg(long, env = "RIVULET_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 6000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub group_min_session_timeout_ms: i64,
+
+    /// Largest session timeout a consumer may ask for (group.max.session.timeout.ms).
+    #[arg(long, env = "RIVULET_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 1_800_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub group_max_session_timeout_ms: i64,
+
+    /// Most members a group may have (group.max.size).
+    #[arg(long, env = "RIVULET_GROUP_MAX_SIZE", default_value_t = i32::MAX as usize)]
+    pub group_max_size: usize,
+
+    /// Partitions of the internal __consumer_offsets topic, fixed at its creation
+    /// (offsets.topic.num.partitions).
+    #[arg(long, env = "RIVULET_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub offsets_topic_num_partitions: i32,
+
+    /// Longest metadata string an offset commit may carry (offset.metadata.max.bytes).
+    #[arg(long, env = "RIVULET_OFFSET_METADATA_MAX_BYTES", default_value_t = 4096)]
+    pub offset_metadata_max_bytes: usize,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `rivulet_broker=debug`.
     #[arg(long, env = "RIVULET_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -11,6 +11,7 @@ pub mod alloc_guard;
 pub mod background;
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;

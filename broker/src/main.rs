@@ -101,6 +101,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     broker.sync_partitions().context("opening partition logs")?;
     tracing::info!(partitions = broker.replicas.all().len(), elapsed_ms = started.elapsed().as_millis() as u64, "logs recovered");
+    broker.groups.load(&broker).await.context("loading consumer groups from __consumer_offsets")?;
 
     let kafka = tokio::net::TcpListener::bind(config.listen_addr)
         .await
@@ -111,6 +112,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     background::spawn(broker.clone(), stop_rx.clone());
+    rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
     let mut admin_stop = stop_rx.clone();
     let admin_task = tokio::spawn(admin_http::serve(admin, broker.clone(), async move {
         let _ = admin_stop.wait_for(|s| *s).await;

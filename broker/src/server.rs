@@ -79,7 +79,8 @@ async fn serve_connection(
         };
         let started = Instant::now();
         let (api, version, correlation_id, response) = match decode_request(frame.freeze()) {
-            Ok(req) => {
+            Ok(mut req) => {
+                req.client_host = format!("/{}", peer.ip());
                 let api = req.api;
                 let version = req.header.request_api_version;
                 let corr = req.header.correlation_id;

@@ -1,4 +1,5 @@
-//! FindCoordinator: in standalone mode this broker coordinates every group.
+//! FindCoordinator: in standalone mode this broker coordinates every group (it leads every
+//! `__consumer_offsets` partition).
 //!
 //! Advertising it also matters before groups exist: librdkafka infers a broker's features from
 //! the advertised APIs and only enables LZ4 compression when FindCoordinator is present.
@@ -13,8 +14,11 @@ use crate::broker::Broker;
 
 const KEY_GROUP: i8 = 0;
 
-fn lookup(b: &Broker, key: StrBytes, key_type: i8) -> Coordinator {
+fn lookup(b: &Broker, key: StrBytes, key_type: i8, ready: Result<(), ResponseError>) -> Coordinator {
     let c = Coordinator::default().with_key(key);
+    if let Err(e) = ready {
+        return c.with_node_id(BrokerId(-1)).with_error_code(e.code());
+    }
     if key_type != KEY_GROUP {
         return c
             .with_node_id(BrokerId(-1))
@@ -26,16 +30,23 @@ fn lookup(b: &Broker, key: StrBytes, key_type: i8) -> Coordinator {
         .with_port(b.me.port)
 }
 
-pub fn handle(b: &Broker, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(b: &Broker, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    // The group coordinator is the leader of the group's __consumer_offsets partition, so the
+    // topic must exist before anyone is told where to go.
+    let ready = if req.key_type == KEY_GROUP {
+        b.groups.ensure_offsets_topic(b).await
+    } else {
+        Ok(())
+    };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
-            .map(|k| lookup(b, k, req.key_type))
+            .map(|k| lookup(b, k, req.key_type, ready))
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let c = lookup(b, req.key, req.key_type);
+    let c = lookup(b, req.key, req.key_type, ready);
     let mut r = FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
         .with_node_id(c.node_id)

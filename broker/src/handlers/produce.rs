@@ -177,6 +177,7 @@ fn append_error(e: &AppendError) -> (ResponseError, String) {
         AppendError::UnknownProducer(_) => ResponseError::UnknownProducerId,
         AppendError::Invalid(_) => ResponseError::InvalidRecord,
         AppendError::Log(LogError::MessageTooLarge { .. }) => ResponseError::MessageTooLarge,
+        AppendError::Log(LogError::RecordBatchTooLarge { .. }) => ResponseError::RecordListTooLarge,
         AppendError::Log(LogError::Batch(_)) => ResponseError::CorruptMessage,
         AppendError::Log(_) => ResponseError::KafkaStorageError,
     };

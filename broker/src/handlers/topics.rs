@@ -304,6 +304,11 @@ pub async fn delete_topics(b: &Broker, version: i16, req: DeleteTopicsRequest) -
                     .with_error_code(code.code())
                     .with_error_message(Some(s("This server does not host this topic.")));
             }
+            Some(t) if t.internal => {
+                r = r
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(Some(s(format!("'{}' is an internal topic and cannot be deleted", t.name))));
+            }
             Some(t) => {
                 r = r.with_name(Some(topic_name(&t.name))).with_topic_id(t.id);
                 let res = b.metadata.delete_topic(&t.name).await;

@@ -37,6 +37,8 @@ pub struct Request {
     pub header: RequestHeader,
     pub api: ApiKey,
     pub body: RequestKind,
+    /// The client's address as Kafka reports it in DescribeGroups ("/127.0.0.1").
+    pub client_host: String,
 }
 
 /// Decodes a frame's payload (without the length prefix) into a request.
@@ -68,7 +70,12 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
     let header_version = api.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version).map_err(malformed)?;
     let body = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
-    Ok(Request { header, api, body })
+    Ok(Request {
+        header,
+        api,
+        body,
+        client_host: String::new(),
+    })
 }
 
 /// Encodes a response frame (length prefix included) for the given request header.

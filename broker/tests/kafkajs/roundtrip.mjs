@@ -51,7 +51,6 @@ const kafka = new Kafka({
   logLevel: logLevel.WARN,
   connectionTimeout: 5000,
   requestTimeout: 15000,
-  retry: { retries: 3 },
 });
 
 const report = { sent: [], produceResults: [], offsets: null, metadata: null, consumed: null };
@@ -97,6 +96,11 @@ if (consume) {
   const want = report.sent.length;
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`consumed ${got.length} of ${want} within 60 s`)), 60000);
+    // A crashed consumer (e.g. a group API it cannot use) fails the run now, not at the timeout.
+    consumer.on(consumer.events.CRASH, (e) => {
+      clearTimeout(timer);
+      reject(e.payload.error);
+    });
     consumer
       .run({
         eachMessage: async ({ partition, message: m }) => {
