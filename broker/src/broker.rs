@@ -70,8 +70,7 @@ impl Broker {
 
     /// Re-applies metadata to the hosted partitions (after every metadata change).
     pub fn sync_partitions(&self) -> anyhow::Result<()> {
-        let view = self.metadata.view();
-        self.replicas.reconcile(&view, &self.config)?;
+        self.replicas.reconcile(|| self.metadata.view(), &self.config)?;
         self.metrics.set_partitions(self.replicas.all().len() as i64);
         Ok(())
     }

@@ -78,6 +78,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_LOG_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub log_retention_check_interval_ms: u64,
 
+    /// How often the log cleaner looks for compacted topics' partitions to clean
+    /// (log.cleaner.backoff.ms).
+    #[arg(long, env = "RIVULET_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub log_cleaner_backoff_ms: u64,
+
     /// fsync after this many messages (log.flush.interval.messages). Kafka's default leaves flushing
     /// to the OS; 1 fsyncs every append before it is acknowledged.
     #[arg(long, env = "RIVULET_LOG_FLUSH_INTERVAL_MESSAGES", default_value_t = i64::MAX, value_parser = clap::value_parser!(i64).range(1..))]

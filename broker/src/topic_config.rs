@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{LogConfig, TimestampType};
+use rivulet_storage::{CleanupPolicy, LogConfig, TimestampType};
 
 use crate::config::BrokerConfig;
 
@@ -15,6 +15,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -89,12 +90,32 @@ fn v_timestamp_type(v: &str) -> Result<(), String> {
     }
 }
 fn v_cleanup_policy(v: &str) -> Result<(), String> {
-    match v.trim() {
-        "delete" => Ok(()),
-        "compact" | "compact,delete" | "delete,compact" => Err(
-            "cleanup.policy=compact is not supported yet by this broker (log compaction comes with consumer groups)".into(),
-        ),
-        _ => Err(format!("'{v}' is not a valid cleanup.policy (delete)")),
+    parse_cleanup_policy(v)
+        .map(|_| ())
+        .ok_or_else(|| format!("'{v}' is not a valid cleanup.policy (delete, compact, or compact,delete)"))
+}
+/// `delete`, `compact`, or both in either order (a list, as Kafka has it).
+fn parse_cleanup_policy(v: &str) -> Option<CleanupPolicy> {
+    let (mut delete, mut compact) = (false, false);
+    for item in v.split(',').map(str::trim) {
+        match item {
+            "delete" => delete = true,
+            "compact" => compact = true,
+            _ => return None,
+        }
+    }
+    match (delete, compact) {
+        (true, false) => Some(CleanupPolicy::Delete),
+        (false, true) => Some(CleanupPolicy::Compact),
+        (true, true) => Some(CleanupPolicy::CompactDelete),
+        (false, false) => None,
+    }
+}
+fn v_ratio(v: &str) -> Result<(), String> {
+    match v.trim().parse::<f64>() {
+        Ok(n) if (0.0..=1.0).contains(&n) => Ok(()),
+        Ok(n) => Err(format!("{n} is not between 0 and 1")),
+        Err(_) => Err(format!("'{v}' is not a number")),
     }
 }
 fn v_compression(v: &str) -> Result<(), String> {
@@ -108,13 +129,16 @@ fn v_compression(v: &str) -> Result<(), String> {
 }
 
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    TopicConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", kind: ConfigType::List, doc: "Retention policy of old segments: delete.", validate: v_cleanup_policy },
+    TopicConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", kind: ConfigType::List, doc: "What happens to old segments: delete (time/size retention), compact (keep the latest record per key), or both.", validate: v_cleanup_policy },
     TopicConfigDef { name: "compression.type", broker_name: "compression.type", kind: ConfigType::String, doc: "Batches are stored as the producer compressed them.", validate: v_compression },
+    TopicConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", kind: ConfigType::Long, doc: "How long the log cleaner keeps tombstones after it first saw them on a compacted topic.", validate: v_non_negative_long },
     TopicConfigDef { name: "flush.messages", broker_name: "log.flush.interval.messages", kind: ConfigType::Long, doc: "fsync after this many messages; 1 makes every acknowledged write durable.", validate: v_positive_long },
     TopicConfigDef { name: "flush.ms", broker_name: "log.flush.interval.ms", kind: ConfigType::Long, doc: "fsync data older than this many milliseconds.", validate: v_non_negative_long },
     TopicConfigDef { name: "index.interval.bytes", broker_name: "log.index.interval.bytes", kind: ConfigType::Int, doc: "Bytes between offset index entries.", validate: v_int_non_negative },
     TopicConfigDef { name: "max.message.bytes", broker_name: "message.max.bytes", kind: ConfigType::Int, doc: "Largest record batch accepted.", validate: v_int_non_negative },
     TopicConfigDef { name: "message.timestamp.type", broker_name: "log.message.timestamp.type", kind: ConfigType::String, doc: "CreateTime keeps the producer's timestamp; LogAppendTime stamps the broker's clock.", validate: v_timestamp_type },
+    TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", kind: ConfigType::Double, doc: "Share of a compacted log's cleanable bytes that must be uncleaned before the cleaner runs.", validate: v_ratio },
+    TopicConfigDef { name: "min.compaction.lag.ms", broker_name: "log.cleaner.min.compaction.lag.ms", kind: ConfigType::Long, doc: "Records younger than this are never compacted.", validate: v_non_negative_long },
     TopicConfigDef { name: "min.insync.replicas", broker_name: "min.insync.replicas", kind: ConfigType::Int, doc: "Replicas that must acknowledge an acks=all write.", validate: v_int_positive },
     TopicConfigDef { name: "retention.bytes", broker_name: "log.retention.bytes", kind: ConfigType::Long, doc: "Size per partition above which old segments are deleted; -1 is unlimited.", validate: v_retention },
     TopicConfigDef { name: "retention.ms", broker_name: "log.retention.ms", kind: ConfigType::Long, doc: "Age after which old segments are deleted; -1 is unlimited.", validate: v_retention },
@@ -150,11 +174,14 @@ pub fn static_broker_value(cfg: &BrokerConfig, name: &str) -> String {
     match name {
         "cleanup.policy" => "delete".into(),
         "compression.type" => "producer".into(),
+        "delete.retention.ms" => "86400000".into(),
         "flush.messages" => cfg.log_flush_interval_messages.to_string(),
         "flush.ms" => cfg.log_flush_interval_ms.to_string(),
         "index.interval.bytes" => cfg.log_index_interval_bytes.to_string(),
         "max.message.bytes" => cfg.message_max_bytes.to_string(),
         "message.timestamp.type" => cfg.log_message_timestamp_type.clone(),
+        "min.cleanable.dirty.ratio" => "0.5".into(),
+        "min.compaction.lag.ms" => "0".into(),
         "min.insync.replicas" => "1".into(),
         "retention.bytes" => cfg.log_retention_bytes.to_string(),
         "retention.ms" => cfg.log_retention_ms.to_string(),
@@ -170,11 +197,14 @@ pub fn static_is_default(name: &str, value: &str) -> bool {
     let defaults = [
         ("cleanup.policy", "delete"),
         ("compression.type", "producer"),
+        ("delete.retention.ms", "86400000"),
         ("flush.messages", "9223372036854775807"),
         ("flush.ms", "9223372036854775807"),
         ("index.interval.bytes", "4096"),
         ("max.message.bytes", "1048588"),
         ("message.timestamp.type", "CreateTime"),
+        ("min.cleanable.dirty.ratio", "0.5"),
+        ("min.compaction.lag.ms", "0"),
         ("min.insync.replicas", "1"),
         ("retention.bytes", "-1"),
         ("retention.ms", "604800000"),
@@ -275,6 +305,14 @@ pub fn log_config(resolved: &[Resolved]) -> LogConfig {
         } else {
             TimestampType::CreateTime
         },
+        cleanup_policy: parse_cleanup_policy(&get("cleanup.policy")).unwrap_or(d.cleanup_policy),
+        delete_retention_ms: long("delete.retention.ms", d.delete_retention_ms).max(0),
+        min_compaction_lag_ms: long("min.compaction.lag.ms", d.min_compaction_lag_ms).max(0),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .unwrap_or(d.min_cleanable_dirty_ratio),
         ..d
     }
 }
@@ -315,12 +353,43 @@ mod tests {
     }
 
     #[test]
+    fn compaction_configs_map_into_the_log_config() {
+        let c = cfg(&[]);
+        let none = BTreeMap::new();
+        let d = log_config(&resolve_topic(&c, &none, &none, &none));
+        assert_eq!(d.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!((d.delete_retention_ms, d.min_compaction_lag_ms, d.min_cleanable_dirty_ratio), (86_400_000, 0, 0.5));
+        let dynamic: BTreeMap<_, _> = [("log.cleaner.min.cleanable.ratio".to_string(), "0.2".to_string())].into();
+        let topic: BTreeMap<_, _> = [
+            ("cleanup.policy".to_string(), "delete,compact".to_string()),
+            ("delete.retention.ms".to_string(), "100".to_string()),
+            ("min.compaction.lag.ms".to_string(), "7".to_string()),
+        ]
+        .into();
+        let r = resolve_topic(&c, &dynamic, &none, &topic);
+        let l = log_config(&r);
+        assert_eq!(l.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!((l.delete_retention_ms, l.min_compaction_lag_ms, l.min_cleanable_dirty_ratio), (100, 7, 0.2));
+        let ratio = r.iter().find(|x| x.name == "min.cleanable.dirty.ratio").unwrap();
+        assert_eq!(ratio.source, ConfigSource::DynamicDefaultBroker);
+        let compact: BTreeMap<_, _> = [("cleanup.policy".to_string(), "compact".to_string())].into();
+        assert_eq!(log_config(&resolve_topic(&c, &none, &none, &compact)).cleanup_policy, CleanupPolicy::Compact);
+    }
+
+    #[test]
     fn validation_messages_name_the_problem() {
         assert!(validate("retention.ms", "-1").is_ok());
         assert!(validate("retention.ms", "-2").unwrap_err().contains("minimum"));
         assert!(validate("retention.ms", "soon").unwrap_err().contains("not a whole number"));
         assert!(validate("no.such.key", "1").unwrap_err().contains("unknown topic config"));
-        assert!(validate("cleanup.policy", "compact").unwrap_err().contains("not supported yet"));
+        assert!(validate("cleanup.policy", "compact").is_ok());
+        assert!(validate("cleanup.policy", "delete, compact").is_ok());
+        assert!(validate("cleanup.policy", "compact,bogus").unwrap_err().contains("not a valid cleanup.policy"));
+        assert!(validate("cleanup.policy", "").is_err());
+        assert!(validate("min.cleanable.dirty.ratio", "0.1").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(validate("delete.retention.ms", "-1").is_err());
+        assert!(validate_broker("log.cleaner.delete.retention.ms", "1000").is_ok());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_broker("log.retention.ms", "1000").is_ok());
         assert!(validate_broker("broker.id", "3").is_err());

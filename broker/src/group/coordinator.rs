@@ -72,10 +72,10 @@ impl GroupCoordinator {
             return Ok(());
         }
         let assignment = (0..self.offsets_partitions).map(|_| vec![b.me.id]).collect();
-        // Until log compaction lands, time and size retention must never delete offsets.
+        // As Kafka: compacted (the latest commit per group/partition key survives, no time or
+        // size retention), 100 MiB segments.
         let configs: BTreeMap<String, String> = [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
+            ("cleanup.policy", "compact"),
             ("segment.bytes", "104857600"),
         ]
         .into_iter()

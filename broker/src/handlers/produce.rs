@@ -2,9 +2,11 @@
 //! records, then append; offsets are assigned by rewriting each batch's baseOffset.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use rivulet_storage::{validate_batches, LogError};
+use rivulet_storage::{first_keyless_record, validate_batches, BatchIter, LogError};
 
 use super::{s, topic_name};
 use crate::broker::Broker;
@@ -101,6 +103,12 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 ));
                 continue;
             }
+            if part.is_compacted() {
+                if let Err(resp) = check_keys(&records, &topic.name, idx) {
+                    parts.push(resp);
+                    continue;
+                }
+            }
             let max = part.max_message_bytes() as usize;
             if let Some(h) = headers.iter().find(|h| h.total_len() > max) {
                 parts.push(failed(
@@ -168,6 +176,28 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
         b.replicas.data_arrived.notify_waiters();
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// cleanup.policy=compact: every record needs a key (Kafka checks per record, decoding the
+/// batches — inflating compressed ones — only for compacted topics).
+fn check_keys(records: &[u8], topic: &str, idx: i32) -> Result<(), PartitionProduceResponse> {
+    let mut before = 0i32;
+    for (pos, h) in BatchIter::new(records) {
+        match first_keyless_record(&records[pos..pos + h.total_len()]) {
+            Ok(None) => before = before.saturating_add(h.records_count),
+            Ok(Some(i)) => {
+                let msg = format!("Compacted topic cannot accept message without key in topic partition {topic}-{idx}.");
+                let err = BatchIndexAndErrorMessage::default()
+                    .with_batch_index(before.saturating_add(i as i32))
+                    .with_batch_index_error_message(Some(s(msg.clone())));
+                return Err(failed(idx, ResponseError::InvalidRecord, Some(msg)).with_record_errors(vec![err]));
+            }
+            Err(e) => {
+                return Err(failed(idx, ResponseError::CorruptMessage, Some(format!("cannot decode records: {e}"))));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn append_error(e: &AppendError) -> (ResponseError, String) {

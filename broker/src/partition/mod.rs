@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use rivulet_storage::{AppendResult, BatchHeader, LogConfig, LogError, PartitionLog, ReadResult};
+use rivulet_storage::{
+    AppendResult, BatchHeader, CompactionStats, LogConfig, LogError, PartitionLog, ReadResult,
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -242,6 +244,26 @@ impl Partition {
         Ok(())
     }
 
+    /// One log-cleaner pass when the topic compacts and enough is dirty (`None` otherwise).
+    /// Planning and the swap hold the lock briefly; rewriting segments runs without it, so
+    /// produce and fetch go on meanwhile. Never cleans at or above the high watermark.
+    pub fn compact(&self, now_ms: i64) -> Result<Option<CompactionStats>, LogError> {
+        let task = lock(&self.state)
+            .log
+            .compaction_task(now_ms, self.high_watermark())?;
+        let Some(task) = task else { return Ok(None) };
+        let cleaned = task.run()?;
+        let mut st = lock(&self.state);
+        let stats = st.log.install_compaction(cleaned)?;
+        self.publish(&st.log);
+        Ok(Some(stats))
+    }
+
+    /// Whether the topic's cleanup.policy includes compact (keyless records are refused).
+    pub fn is_compacted(&self) -> bool {
+        lock(&self.state).log.config().cleanup_policy.compacts()
+    }
+
     pub fn maybe_flush(&self, now_ms: i64) -> Result<(), LogError> {
         lock(&self.state).log.maybe_flush(now_ms)
     }
@@ -267,6 +289,8 @@ pub struct ReplicaManager {
     data_dir: PathBuf,
     broker_id: i32,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Serialises `reconcile`: two concurrent metadata changes must not open one log twice.
+    reconcile_lock: Mutex<()>,
     /// Woken after every append so that long-polling fetches return as soon as data arrives.
     pub data_arrived: Notify,
 }
@@ -290,6 +314,7 @@ impl ReplicaManager {
             data_dir: data_dir.to_path_buf(),
             broker_id,
             partitions: RwLock::new(HashMap::new()),
+            reconcile_lock: Mutex::new(()),
             data_arrived: Notify::new(),
         }
     }
@@ -314,7 +339,17 @@ impl ReplicaManager {
 
     /// Brings the hosted partitions in line with `view`: opens logs of new partitions, applies
     /// config changes, and deletes the logs of partitions whose topic is gone.
-    pub fn reconcile(&self, view: &ClusterView, cfg: &BrokerConfig) -> Result<(), ReplicaError> {
+    ///
+    /// The view is read after taking the reconcile lock, so a slower caller can never apply an
+    /// older view over a newer one (which would delete a just-created topic's logs).
+    pub fn reconcile(
+        &self,
+        current_view: impl Fn() -> Arc<ClusterView>,
+        cfg: &BrokerConfig,
+    ) -> Result<(), ReplicaError> {
+        let _serial = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let view = current_view();
+        let view = view.as_ref();
         let dynamic_broker = view
             .broker_configs
             .get(&self.broker_id)

@@ -146,3 +146,12 @@ def stored_batch_codecs(data_dir: Path, topic: str, partition: int) -> Counter:
             codecs[attrs & 0x7] += 1
             off += 12 + length
     return codecs
+
+
+def assert_stored_as_sent(codecs: Counter, codec: str) -> None:
+    """The broker keeps batches as the producer compressed them. Clients send a batch
+    uncompressed when compressing would not shrink it (librdkafka and kafka-python both do), so a
+    few plain batches may sit among the compressed ones; no other codec may appear."""
+    want = CODEC_IDS[codec]
+    assert want in codecs, f"{codec}: no stored batch uses it; stored batches by codec id: {dict(codecs)}"
+    assert set(codecs) <= {want, 0}, f"{codec}: stored batches by codec id: {dict(codecs)}"

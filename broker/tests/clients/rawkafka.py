@@ -56,12 +56,15 @@ def record(offset_delta: int, key: bytes | None, value: bytes | None, headers=()
 
 
 def record_batch(records: list[tuple[bytes | None, bytes | None]], base_ts: int | None = None, magic: int = 2,
-                 count_override: int | None = None) -> bytes:
+                 count_override: int | None = None, producer_id: int = -1, producer_epoch: int = -1,
+                 base_sequence: int = -1) -> bytes:
     """An uncompressed v2 batch with a correct CRC (unless tampered with afterwards)."""
     ts = int(time.time() * 1000) if base_ts is None else base_ts
     recs = b"".join(record(i, k, v) for i, (k, v) in enumerate(records))
     count = len(records) if count_override is None else count_override
-    after_crc = struct.pack(">hiqqqhii", 0, len(records) - 1, ts, ts, -1, -1, -1, count) + recs
+    after_crc = struct.pack(
+        ">hiqqqhii", 0, len(records) - 1, ts, ts, producer_id, producer_epoch, base_sequence, count
+    ) + recs
     crc = crc32c(after_crc)
     after_len = struct.pack(">ibI", 0, magic, crc) + after_crc  # partitionLeaderEpoch, magic, crc
     return struct.pack(">qi", 0, len(after_len)) + after_len
@@ -176,3 +179,21 @@ def api_versions(bootstrap: str, version: int = 0) -> tuple[int, dict[int, tuple
         corr, body = recv_response(s)
         assert corr == 7
         return parse_api_versions_v0(body)
+
+
+def init_producer_id_v0(s: socket.socket, correlation_id: int) -> tuple[int, int, int]:
+    """InitProducerId v0 for an idempotent (non-transactional) producer: (error, id, epoch)."""
+    s.sendall(request(22, 0, correlation_id, _str(None) + struct.pack(">i", 60000)))
+    corr, body = recv_response(s)
+    assert corr == correlation_id
+    _throttle, err, pid, epoch = struct.unpack(">ihqh", body[:16])
+    return err, pid, epoch
+
+
+def produce_v3(s: socket.socket, correlation_id: int, topic: str, partition: int, batch: bytes) -> tuple[int, int]:
+    """One acks=-1 Produce v3 round trip: (error code, base offset)."""
+    s.sendall(request(0, 3, correlation_id, produce_v3_body(topic, partition, batch)))
+    corr, body = recv_response(s)
+    assert corr == correlation_id
+    [(_, _, err, base)] = parse_produce_v3(body)
+    return err, base

@@ -4,12 +4,16 @@ and configs survive restarts; retention deletes old segments and moves the log s
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import struct
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import ConfigResource, OffsetSpec
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, OffsetSpec
 
 from harness import wait_until
 from kafka_helpers import admin, consume_partitions, create_topic, produce_all, producer, unique_topic, watermarks
@@ -70,6 +74,52 @@ def test_acked_messages_survive_kill9(broker_factory):
     hw = watermarks(b.bootstrap, topic, 0)[1]
     [(part, off)] = produce_all(producer(b.bootstrap, acks="all"), [(topic, 0, None, b"after-restart", None)])
     assert (part, off) == (0, hw)
+
+
+def traced(pid: int) -> bool:
+    """True once every thread of `pid` has a tracer attached."""
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    for t in tasks:
+        for line in (t / "status").read_text().splitlines():
+            if line.startswith("TracerPid:") and line.split()[1] == "0":
+                return False
+    return bool(tasks)
+
+
+def fsyncs_while_producing(b, topic: str, n: int, out: Path) -> int:
+    """Counts fsync/fdatasync calls of the broker (strace) while n messages are produced, one
+    acks=all request each."""
+    st = subprocess.Popen(
+        ["strace", "-f", "-qq", "-p", str(b.pid()), "-e", "trace=fsync,fdatasync", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not traced(b.pid()):
+            if st.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(f"strace cannot attach here: {st.stderr.read().decode(errors='replace')[:300]}")
+            time.sleep(0.05)
+        produce_one_batch_each(b, topic, [f"sync-{i}".encode() for i in range(n)])
+    finally:
+        st.send_signal(signal.SIGINT)  # detaches from the broker, which keeps running
+        st.wait(10)
+    return sum(1 for line in out.read_text().splitlines() if "fsync(" in line or "fdatasync(" in line)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (make deps-broker installs it)")
+def test_flush_messages_1_fsyncs_every_acknowledged_write(broker_factory, tmp_path):
+    """kill -9 keeps the page cache, so it cannot show that flush.messages=1 makes writes durable
+    against power loss; counting the broker's fsyncs can: one per acknowledged append at least."""
+    b = broker_factory()
+    plain, synced = unique_topic("noflush"), unique_topic("flush1")
+    create_topic(b.bootstrap, plain)
+    create_topic(b.bootstrap, synced, config={"flush.messages": "1"})
+    n = 40
+    baseline = fsyncs_while_producing(b, plain, n, tmp_path / "plain.strace")
+    with_policy = fsyncs_while_producing(b, synced, n, tmp_path / "synced.strace")
+    assert with_policy - baseline >= n, f"{with_policy} fsyncs with flush.messages=1, {baseline} without, for {n} appends"
+    assert watermarks(b.bootstrap, synced, 0) == (0, n)
 
 
 def test_topics_and_configs_survive_restart(broker_factory):
@@ -154,14 +204,32 @@ def produce_one_batch_each(b, topic: str, values: list[bytes]) -> None:
         assert p.flush(10) == 0
 
 
+def set_topic_config(b, topic: str, **configs: str) -> None:
+    a = admin(b.bootstrap)
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(k.replace("_", "."), v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()
+        ],
+    )
+    a.incremental_alter_configs([res])[res].result(timeout=15)
+
+
 def test_retention_by_bytes_deletes_old_segments(broker_factory):
     b = broker_factory(log_retention_check_interval_ms=200)
     topic = unique_topic("ret-bytes")
     seg, keep = 16_384, 65_536
-    create_topic(b.bootstrap, topic, config={"segment.bytes": str(seg), "retention.bytes": str(keep)})
+    # Unlimited at first, so that the "before" state is not raced by the cleaner; then the limit
+    # is set at runtime, which also checks that a config change reaches the cleaner.
+    create_topic(b.bootstrap, topic, config={"segment.bytes": str(seg), "retention.bytes": "-1"})
     values = [f"{i:06d}".encode() + b"r" * 994 for i in range(300)]
     produce_one_batch_each(b, topic, values)
     segments_written = len(segment_files(b, topic))
+    assert segments_written > 10
+    time.sleep(0.5)  # a few cleaner passes: nothing may go while retention is unlimited
+    assert earliest_offset(b, topic) == 0
+    set_topic_config(b, topic, retention_bytes=str(keep))
 
     low = wait_until(lambda: earliest_offset(b, topic), 20, what="retention.bytes to delete segments")
     # Kafka's rule: delete whole oldest segments while the log minus that segment stays >= retention.bytes.
@@ -179,10 +247,13 @@ def test_retention_by_bytes_deletes_old_segments(broker_factory):
 def test_retention_by_time_deletes_old_segments(broker_factory):
     b = broker_factory(log_retention_check_interval_ms=200)
     topic = unique_topic("ret-ms")
-    create_topic(b.bootstrap, topic, config={"segment.bytes": "16384", "retention.ms": "1500"})
+    create_topic(b.bootstrap, topic, config={"segment.bytes": "16384", "retention.ms": "-1"})
     values = [f"{i:06d}".encode() + b"t" * 994 for i in range(100)]
     produce_one_batch_each(b, topic, values)
     assert len(segment_files(b, topic)) > 2
+    time.sleep(0.5)
+    assert earliest_offset(b, topic) == 0
+    set_topic_config(b, topic, retention_ms="1000")
 
     low = wait_until(lambda: earliest_offset(b, topic), 20, what="retention.ms to delete segments")
     # Every closed segment is past retention.ms. Kafka deletes the active one too once it is past
