@@ -33,7 +33,10 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let disk = disk_usage(b.replicas.data_dir()).ok();
     let body = b.metrics.render(&parts, disk);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
 }

@@ -70,15 +70,20 @@ impl Broker {
 
     /// Re-applies metadata to the hosted partitions (after every metadata change).
     pub fn sync_partitions(&self) -> anyhow::Result<()> {
-        self.replicas.reconcile(|| self.metadata.view(), &self.config)?;
-        self.metrics.set_partitions(self.replicas.all().len() as i64);
+        self.replicas
+            .reconcile(|| self.metadata.view(), &self.config)?;
+        self.metrics
+            .set_partitions(self.replicas.all().len() as i64);
         Ok(())
     }
 
     pub async fn next_producer_id(&self) -> Result<i64, crate::metadata::MetadataError> {
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let first = self.metadata.allocate_producer_ids(PRODUCER_ID_BLOCK).await?;
+            let first = self
+                .metadata
+                .allocate_producer_ids(PRODUCER_ID_BLOCK)
+                .await?;
             *ids = (first, first + PRODUCER_ID_BLOCK);
         }
         let id = ids.0;
@@ -91,8 +96,12 @@ impl Broker {
         let v = req.header.request_api_version;
         let api = req.api;
         let resp = match req.body {
-            RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(handlers::api_versions::handle(v, r)),
-            RequestKind::Metadata(r) => ResponseKind::Metadata(handlers::metadata::handle(self, v, r).await),
+            RequestKind::ApiVersions(r) => {
+                ResponseKind::ApiVersions(handlers::api_versions::handle(v, r))
+            }
+            RequestKind::Metadata(r) => {
+                ResponseKind::Metadata(handlers::metadata::handle(self, v, r).await)
+            }
             RequestKind::Produce(r) => {
                 let acks = r.acks;
                 let resp = handlers::produce::handle(self, v, r).await;
@@ -102,46 +111,72 @@ impl Broker {
                 ResponseKind::Produce(resp)
             }
             RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(self, v, r).await),
-            RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(handlers::list_offsets::handle(self, v, r)),
-            RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(handlers::topics::create_topics(self, v, r).await),
-            RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(handlers::topics::delete_topics(self, v, r).await),
-            RequestKind::CreatePartitions(r) => {
-                ResponseKind::CreatePartitions(handlers::topics::create_partitions(self, v, r).await)
+            RequestKind::ListOffsets(r) => {
+                ResponseKind::ListOffsets(handlers::list_offsets::handle(self, v, r))
             }
+            RequestKind::CreateTopics(r) => {
+                ResponseKind::CreateTopics(handlers::topics::create_topics(self, v, r).await)
+            }
+            RequestKind::DeleteTopics(r) => {
+                ResponseKind::DeleteTopics(handlers::topics::delete_topics(self, v, r).await)
+            }
+            RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+                handlers::topics::create_partitions(self, v, r).await,
+            ),
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(handlers::configs::describe(self, v, r))
             }
-            RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(handlers::configs::alter(self, v, r).await),
-            RequestKind::IncrementalAlterConfigs(r) => {
-                ResponseKind::IncrementalAlterConfigs(handlers::configs::incremental_alter(self, v, r).await)
+            RequestKind::AlterConfigs(r) => {
+                ResponseKind::AlterConfigs(handlers::configs::alter(self, v, r).await)
             }
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+                handlers::configs::incremental_alter(self, v, r).await,
+            ),
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(handlers::cluster::describe_cluster(self, v, r))
             }
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(handlers::log_dirs::describe(self, v, r))
             }
-            RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(handlers::delete_records::handle(self, v, r)),
+            RequestKind::DeleteRecords(r) => {
+                ResponseKind::DeleteRecords(handlers::delete_records::handle(self, v, r))
+            }
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(handlers::find_coordinator::handle(self, v, r).await)
             }
             RequestKind::JoinGroup(r) => {
                 let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
-                ResponseKind::JoinGroup(handlers::groups::join(self, v, r, &client_id, &req.client_host).await)
+                ResponseKind::JoinGroup(
+                    handlers::groups::join(self, v, r, &client_id, &req.client_host).await,
+                )
             }
-            RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::groups::sync(self, v, r).await),
-            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::groups::heartbeat(self, v, r).await),
-            RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::groups::leave(self, v, r).await),
+            RequestKind::SyncGroup(r) => {
+                ResponseKind::SyncGroup(handlers::groups::sync(self, v, r).await)
+            }
+            RequestKind::Heartbeat(r) => {
+                ResponseKind::Heartbeat(handlers::groups::heartbeat(self, v, r).await)
+            }
+            RequestKind::LeaveGroup(r) => {
+                ResponseKind::LeaveGroup(handlers::groups::leave(self, v, r).await)
+            }
             RequestKind::OffsetCommit(r) => {
                 ResponseKind::OffsetCommit(handlers::groups::offset_commit(self, v, r).await)
             }
-            RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::groups::offset_fetch(self, v, r).await),
-            RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::groups::list_groups(self, v, r).await),
+            RequestKind::OffsetFetch(r) => {
+                ResponseKind::OffsetFetch(handlers::groups::offset_fetch(self, v, r).await)
+            }
+            RequestKind::ListGroups(r) => {
+                ResponseKind::ListGroups(handlers::groups::list_groups(self, v, r).await)
+            }
             RequestKind::DescribeGroups(r) => {
                 ResponseKind::DescribeGroups(handlers::groups::describe_groups(self, v, r).await)
             }
-            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete_groups(self, v, r).await),
-            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::groups::offset_delete(self, v, r).await),
+            RequestKind::DeleteGroups(r) => {
+                ResponseKind::DeleteGroups(handlers::groups::delete_groups(self, v, r).await)
+            }
+            RequestKind::OffsetDelete(r) => {
+                ResponseKind::OffsetDelete(handlers::groups::offset_delete(self, v, r).await)
+            }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(handlers::init_producer_id::handle(self, v, r).await)
             }

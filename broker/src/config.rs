@@ -127,7 +127,11 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
 
     /// Longest metadata string an offset commit may carry (offset.metadata.max.bytes).
-    #[arg(long, env = "RIVULET_OFFSET_METADATA_MAX_BYTES", default_value_t = 4096)]
+    #[arg(
+        long,
+        env = "RIVULET_OFFSET_METADATA_MAX_BYTES",
+        default_value_t = 4096
+    )]
     pub offset_metadata_max_bytes: usize,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `rivulet_broker=debug`.
@@ -153,13 +157,16 @@ impl BrokerConfig {
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| anyhow::anyhow!("--advertised-addr {s:?} must be host:port"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--advertised-addr {s:?}: port {port:?} is not a number 1-65535"))?;
+        let port: u16 = port.parse().map_err(|_| {
+            anyhow::anyhow!("--advertised-addr {s:?}: port {port:?} is not a number 1-65535")
+        })?;
         if host.is_empty() || port == 0 {
             anyhow::bail!("--advertised-addr {s:?} must be host:port with a non-zero port");
         }
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         Ok((host, port as i32))
     }
 }

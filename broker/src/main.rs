@@ -24,7 +24,10 @@ fn main() {
         eprintln!("rivulet-broker: {e:#}");
         std::process::exit(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rivulet-broker: cannot start the async runtime: {e}");
@@ -102,11 +105,25 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let store = LocalMetadataStore::open(&config.data_dir, me.clone())
         .context("opening standalone metadata")?;
     let replicas = ReplicaManager::new(&config.data_dir, config.broker_id);
-    let broker = Arc::new(Broker::new(config.clone(), me, Arc::new(store), replicas, Metrics::new()));
+    let broker = Arc::new(Broker::new(
+        config.clone(),
+        me,
+        Arc::new(store),
+        replicas,
+        Metrics::new(),
+    ));
     let started = std::time::Instant::now();
     broker.sync_partitions().context("opening partition logs")?;
-    tracing::info!(partitions = broker.replicas.all().len(), elapsed_ms = started.elapsed().as_millis() as u64, "logs recovered");
-    broker.groups.load(&broker).await.context("loading consumer groups from __consumer_offsets")?;
+    tracing::info!(
+        partitions = broker.replicas.all().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "logs recovered"
+    );
+    broker
+        .groups
+        .load(&broker)
+        .await
+        .context("loading consumer groups from __consumer_offsets")?;
 
     let kafka = tokio::net::TcpListener::bind(config.listen_addr)
         .await

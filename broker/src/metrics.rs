@@ -74,19 +74,71 @@ impl Metrics {
         let log_end_offset = Family::<PartitionLabel, Gauge>::default();
         let log_dir_total = Gauge::default();
         let log_dir_usable = Gauge::default();
-        registry.register("requests", "Kafka requests handled, by API", requests.clone());
-        registry.register("request_duration_seconds", "Time to handle a request, by API", latency.clone());
-        registry.register("bytes_in", "Record bytes appended, by topic", bytes_in.clone());
-        registry.register("bytes_out", "Record bytes returned by Fetch, by topic", bytes_out.clone());
-        registry.register("messages_in", "Records appended, by topic", messages_in.clone());
-        registry.register("connection_errors", "Connections closed for bad input, by kind", connection_errors.clone());
-        registry.register("corrupt_batches", "Produce batches rejected as corrupt", corrupt_batches.clone());
-        registry.register("connections", "Open client connections", connections.clone());
-        registry.register("partitions", "Partitions hosted by this broker", partitions.clone());
-        registry.register("log_size_bytes", "Bytes on disk per partition", log_size.clone());
-        registry.register("log_end_offset", "Log end offset per partition", log_end_offset.clone());
-        registry.register("log_dir_total_bytes", "Size of the filesystem holding the data directory", log_dir_total.clone());
-        registry.register("log_dir_usable_bytes", "Free bytes on the filesystem holding the data directory", log_dir_usable.clone());
+        registry.register(
+            "requests",
+            "Kafka requests handled, by API",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to handle a request, by API",
+            latency.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Record bytes appended, by topic",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Record bytes returned by Fetch, by topic",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Records appended, by topic",
+            messages_in.clone(),
+        );
+        registry.register(
+            "connection_errors",
+            "Connections closed for bad input, by kind",
+            connection_errors.clone(),
+        );
+        registry.register(
+            "corrupt_batches",
+            "Produce batches rejected as corrupt",
+            corrupt_batches.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "partitions",
+            "Partitions hosted by this broker",
+            partitions.clone(),
+        );
+        registry.register(
+            "log_size_bytes",
+            "Bytes on disk per partition",
+            log_size.clone(),
+        );
+        registry.register(
+            "log_end_offset",
+            "Log end offset per partition",
+            log_end_offset.clone(),
+        );
+        registry.register(
+            "log_dir_total_bytes",
+            "Size of the filesystem holding the data directory",
+            log_dir_total.clone(),
+        );
+        registry.register(
+            "log_dir_usable_bytes",
+            "Free bytes on the filesystem holding the data directory",
+            log_dir_usable.clone(),
+        );
         Self {
             registry,
             requests,
@@ -106,27 +158,45 @@ impl Metrics {
     }
 
     pub fn request(&self, api: &str, seconds: f64) {
-        let l = ApiLabel { api: api.to_string() };
+        let l = ApiLabel {
+            api: api.to_string(),
+        };
         self.requests.get_or_create(&l).inc();
         self.latency.get_or_create(&l).observe(seconds);
     }
 
     pub fn bytes_in(&self, topic: &str, n: u64) {
-        self.bytes_in.get_or_create(&TopicLabel { topic: topic.to_string() }).inc_by(n);
+        self.bytes_in
+            .get_or_create(&TopicLabel {
+                topic: topic.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn bytes_out(&self, topic: &str, n: u64) {
         if n > 0 {
-            self.bytes_out.get_or_create(&TopicLabel { topic: topic.to_string() }).inc_by(n);
+            self.bytes_out
+                .get_or_create(&TopicLabel {
+                    topic: topic.to_string(),
+                })
+                .inc_by(n);
         }
     }
 
     pub fn messages_in(&self, topic: &str, n: u64) {
-        self.messages_in.get_or_create(&TopicLabel { topic: topic.to_string() }).inc_by(n);
+        self.messages_in
+            .get_or_create(&TopicLabel {
+                topic: topic.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn connection_error(&self, kind: &str) {
-        self.connection_errors.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+        self.connection_errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     pub fn corrupt_batch(&self) {
@@ -146,11 +216,18 @@ impl Metrics {
     }
 
     /// Refreshes the per-partition and disk gauges, then renders the text exposition format.
-    pub fn render(&self, partitions: &[(String, i32, u64, i64)], disk: Option<(u64, u64)>) -> String {
+    pub fn render(
+        &self,
+        partitions: &[(String, i32, u64, i64)],
+        disk: Option<(u64, u64)>,
+    ) -> String {
         self.log_size.clear();
         self.log_end_offset.clear();
         for (topic, p, size, leo) in partitions {
-            let l = PartitionLabel { topic: topic.clone(), partition: p.to_string() };
+            let l = PartitionLabel {
+                topic: topic.clone(),
+                partition: p.to_string(),
+            };
             self.log_size.get_or_create(&l).set(*size as i64);
             self.log_end_offset.get_or_create(&l).set(*leo);
         }

@@ -90,9 +90,9 @@ fn v_timestamp_type(v: &str) -> Result<(), String> {
     }
 }
 fn v_cleanup_policy(v: &str) -> Result<(), String> {
-    parse_cleanup_policy(v)
-        .map(|_| ())
-        .ok_or_else(|| format!("'{v}' is not a valid cleanup.policy (delete, compact, or compact,delete)"))
+    parse_cleanup_policy(v).map(|_| ()).ok_or_else(|| {
+        format!("'{v}' is not a valid cleanup.policy (delete, compact, or compact,delete)")
+    })
 }
 /// `delete`, `compact`, or both in either order (a list, as Kafka has it).
 fn parse_cleanup_policy(v: &str) -> Option<CleanupPolicy> {
@@ -240,7 +240,11 @@ pub fn resolve_topic(
                 synonyms.push((d.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
             }
             if let Some(v) = dynamic_broker.get(d.broker_name) {
-                synonyms.push((d.broker_name.to_string(), v.clone(), ConfigSource::DynamicBroker));
+                synonyms.push((
+                    d.broker_name.to_string(),
+                    v.clone(),
+                    ConfigSource::DynamicBroker,
+                ));
             }
             if let Some(v) = dynamic_default.get(d.broker_name) {
                 synonyms.push((
@@ -339,7 +343,10 @@ mod tests {
         let none = BTreeMap::new();
         let r = resolve_topic(&c, &none, &none, &none);
         let ret = r.iter().find(|x| x.name == "retention.ms").unwrap();
-        assert_eq!((ret.value.as_str(), ret.source), ("5000", ConfigSource::StaticBroker));
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("5000", ConfigSource::StaticBroker)
+        );
         let seg = r.iter().find(|x| x.name == "segment.bytes").unwrap();
         assert_eq!(seg.source, ConfigSource::Default);
 
@@ -347,7 +354,10 @@ mod tests {
         let topic: BTreeMap<_, _> = [("retention.ms".to_string(), "9000".to_string())].into();
         let r = resolve_topic(&c, &dynamic, &none, &topic);
         let ret = r.iter().find(|x| x.name == "retention.ms").unwrap();
-        assert_eq!((ret.value.as_str(), ret.source), ("9000", ConfigSource::DynamicTopic));
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("9000", ConfigSource::DynamicTopic)
+        );
         assert_eq!(ret.synonyms.len(), 3);
         assert_eq!(log_config(&r).retention_ms, 9000);
     }
@@ -358,8 +368,19 @@ mod tests {
         let none = BTreeMap::new();
         let d = log_config(&resolve_topic(&c, &none, &none, &none));
         assert_eq!(d.cleanup_policy, CleanupPolicy::Delete);
-        assert_eq!((d.delete_retention_ms, d.min_compaction_lag_ms, d.min_cleanable_dirty_ratio), (86_400_000, 0, 0.5));
-        let dynamic: BTreeMap<_, _> = [("log.cleaner.min.cleanable.ratio".to_string(), "0.2".to_string())].into();
+        assert_eq!(
+            (
+                d.delete_retention_ms,
+                d.min_compaction_lag_ms,
+                d.min_cleanable_dirty_ratio
+            ),
+            (86_400_000, 0, 0.5)
+        );
+        let dynamic: BTreeMap<_, _> = [(
+            "log.cleaner.min.cleanable.ratio".to_string(),
+            "0.2".to_string(),
+        )]
+        .into();
         let topic: BTreeMap<_, _> = [
             ("cleanup.policy".to_string(), "delete,compact".to_string()),
             ("delete.retention.ms".to_string(), "100".to_string()),
@@ -369,25 +390,49 @@ mod tests {
         let r = resolve_topic(&c, &dynamic, &none, &topic);
         let l = log_config(&r);
         assert_eq!(l.cleanup_policy, CleanupPolicy::CompactDelete);
-        assert_eq!((l.delete_retention_ms, l.min_compaction_lag_ms, l.min_cleanable_dirty_ratio), (100, 7, 0.2));
-        let ratio = r.iter().find(|x| x.name == "min.cleanable.dirty.ratio").unwrap();
+        assert_eq!(
+            (
+                l.delete_retention_ms,
+                l.min_compaction_lag_ms,
+                l.min_cleanable_dirty_ratio
+            ),
+            (100, 7, 0.2)
+        );
+        let ratio = r
+            .iter()
+            .find(|x| x.name == "min.cleanable.dirty.ratio")
+            .unwrap();
         assert_eq!(ratio.source, ConfigSource::DynamicDefaultBroker);
-        let compact: BTreeMap<_, _> = [("cleanup.policy".to_string(), "compact".to_string())].into();
-        assert_eq!(log_config(&resolve_topic(&c, &none, &none, &compact)).cleanup_policy, CleanupPolicy::Compact);
+        let compact: BTreeMap<_, _> =
+            [("cleanup.policy".to_string(), "compact".to_string())].into();
+        assert_eq!(
+            log_config(&resolve_topic(&c, &none, &none, &compact)).cleanup_policy,
+            CleanupPolicy::Compact
+        );
     }
 
     #[test]
     fn validation_messages_name_the_problem() {
         assert!(validate("retention.ms", "-1").is_ok());
-        assert!(validate("retention.ms", "-2").unwrap_err().contains("minimum"));
-        assert!(validate("retention.ms", "soon").unwrap_err().contains("not a whole number"));
-        assert!(validate("no.such.key", "1").unwrap_err().contains("unknown topic config"));
+        assert!(validate("retention.ms", "-2")
+            .unwrap_err()
+            .contains("minimum"));
+        assert!(validate("retention.ms", "soon")
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert!(validate("no.such.key", "1")
+            .unwrap_err()
+            .contains("unknown topic config"));
         assert!(validate("cleanup.policy", "compact").is_ok());
         assert!(validate("cleanup.policy", "delete, compact").is_ok());
-        assert!(validate("cleanup.policy", "compact,bogus").unwrap_err().contains("not a valid cleanup.policy"));
+        assert!(validate("cleanup.policy", "compact,bogus")
+            .unwrap_err()
+            .contains("not a valid cleanup.policy"));
         assert!(validate("cleanup.policy", "").is_err());
         assert!(validate("min.cleanable.dirty.ratio", "0.1").is_ok());
-        assert!(validate("min.cleanable.dirty.ratio", "1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(validate("min.cleanable.dirty.ratio", "1.5")
+            .unwrap_err()
+            .contains("between 0 and 1"));
         assert!(validate("delete.retention.ms", "-1").is_err());
         assert!(validate_broker("log.cleaner.delete.retention.ms", "1000").is_ok());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());

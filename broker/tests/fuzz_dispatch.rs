@@ -21,12 +21,8 @@ use rivulet_broker::partition::ReplicaManager;
 use rivulet_broker::protocol::codec::decode_request;
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
-    let cfg = BrokerConfig::try_parse_from([
-        "rivulet-broker",
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ])
-    .unwrap();
+    let cfg = BrokerConfig::try_parse_from(["rivulet-broker", "--data-dir", dir.to_str().unwrap()])
+        .unwrap();
     let me = BrokerMeta {
         id: 0,
         host: "127.0.0.1".into(),

@@ -31,7 +31,11 @@ fn start(dir: &std::path::Path) -> (Child, u16, u16) {
 fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_whitespace().nth(1)?.parse().ok()
@@ -53,7 +57,12 @@ fn stderr_of(mut child: Child) -> (Option<i32>, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (status.code(), err);
         }
         if Instant::now() > deadline {
@@ -70,7 +79,10 @@ fn bad_settings_exit_2_naming_the_setting() {
         (vec!["--num-partitions", "zero"], "--num-partitions"),
         (vec!["--log-retention-ms", "-5"], "--log-retention-ms"),
         (vec!["--listen-addr", "localhost"], "--listen-addr"),
-        (vec!["--log-message-timestamp-type", "Now"], "--log-message-timestamp-type"),
+        (
+            vec!["--log-message-timestamp-type", "Now"],
+            "--log-message-timestamp-type",
+        ),
         (vec!["--no-such-flag"], "--no-such-flag"),
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();

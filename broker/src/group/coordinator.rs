@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -71,7 +71,9 @@ impl GroupCoordinator {
         if b.metadata.view().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        let assignment = (0..self.offsets_partitions).map(|_| vec![b.me.id]).collect();
+        let assignment = (0..self.offsets_partitions)
+            .map(|_| vec![b.me.id])
+            .collect();
         // As Kafka: compacted (the latest commit per group/partition key survives, no time or
         // size retention), 100 MiB segments.
         let configs: BTreeMap<String, String> = [
@@ -100,16 +102,23 @@ impl GroupCoordinator {
             tracing::error!(error = %format!("{e:#}"), "opening __consumer_offsets failed");
             ResponseError::CoordinatorNotAvailable
         })?;
-        tracing::info!(partitions = self.offsets_partitions, "created __consumer_offsets");
+        tracing::info!(
+            partitions = self.offsets_partitions,
+            "created __consumer_offsets"
+        );
         Ok(())
     }
 
-    fn append(&self, b: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), PersistError> {
+    fn append(
+        &self,
+        b: &Broker,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), PersistError> {
         let partition = partition_for(group, self.offsets_partitions);
-        let part = b
-            .replicas
-            .get(OFFSETS_TOPIC, partition)
-            .ok_or_else(|| PersistError::Failed(format!("{OFFSETS_TOPIC}-{partition} is not hosted here")))?;
+        let part = b.replicas.get(OFFSETS_TOPIC, partition).ok_or_else(|| {
+            PersistError::Failed(format!("{OFFSETS_TOPIC}-{partition} is not hosted here"))
+        })?;
         let now = crate::now_ms();
         let recs: Vec<Record> = records
             .into_iter()
@@ -148,7 +157,10 @@ impl GroupCoordinator {
     }
 
     fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
-        let key = Key::Group { group: g.id.clone() }.encode();
+        let key = Key::Group {
+            group: g.id.clone(),
+        }
+        .encode();
         if g.state == GroupState::Dead {
             return (key, None);
         }
@@ -218,8 +230,9 @@ impl GroupCoordinator {
         if let Err(e) = self.ensure_offsets_topic(b).await {
             return JoinResult::error(e, &p.member_id);
         }
-        let wait = Duration::from_millis(p.rebalance_timeout_ms.max(p.session_timeout_ms).max(0) as u64)
-            + Duration::from_secs(5);
+        let wait =
+            Duration::from_millis(p.rebalance_timeout_ms.max(p.session_timeout_ms).max(0) as u64)
+                + Duration::from_secs(5);
         let member_hint = p.member_id.clone();
         let rx = {
             let mut inner = self.inner.lock().await;
@@ -275,7 +288,16 @@ impl GroupCoordinator {
                 return SyncResult::error(ResponseError::UnknownMemberId);
             };
             let mut effects = Vec::new();
-            let outcome = g.sync(member_id, instance, generation, protocol_type, protocol_name, assignments, now, &mut effects);
+            let outcome = g.sync(
+                member_id,
+                instance,
+                generation,
+                protocol_type,
+                protocol_name,
+                assignments,
+                now,
+                &mut effects,
+            );
             let rx = match outcome {
                 Outcome::Now(r) => {
                     self.apply_effects(b, &mut inner, group, effects);
@@ -296,7 +318,13 @@ impl GroupCoordinator {
         }
     }
 
-    pub async fn heartbeat(&self, group: &str, member_id: &str, instance: Option<&str>, generation: i32) -> ResponseError {
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> ResponseError {
         let mut inner = self.inner.lock().await;
         match inner.groups.get_mut(group) {
             None => ResponseError::UnknownMemberId,
@@ -305,7 +333,12 @@ impl GroupCoordinator {
     }
 
     /// Removes members; per-member results in request order.
-    pub async fn leave(&self, b: &Broker, group: &str, members: Vec<(String, Option<String>)>) -> Result<Vec<ResponseError>, ResponseError> {
+    pub async fn leave(
+        &self,
+        b: &Broker,
+        group: &str,
+        members: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<ResponseError>, ResponseError> {
         let mut inner = self.inner.lock().await;
         let now = crate::now_ms();
         let Some(g) = inner.groups.get_mut(group) else {
@@ -314,13 +347,15 @@ impl GroupCoordinator {
         let mut effects = Vec::new();
         let results = members
             .iter()
-            .map(|(id, inst)| match g.leave(id, inst.as_deref(), now, &mut effects) {
-                Ok(()) => {
-                    tracing::info!(%group, member = %id, "member left");
-                    super::NO_ERROR
-                }
-                Err(e) => e,
-            })
+            .map(
+                |(id, inst)| match g.leave(id, inst.as_deref(), now, &mut effects) {
+                    Ok(()) => {
+                        tracing::info!(%group, member = %id, "member left");
+                        super::NO_ERROR
+                    }
+                    Err(e) => e,
+                },
+            )
             .collect();
         self.apply_effects(b, &mut inner, group, effects);
         Ok(results)
@@ -362,7 +397,12 @@ impl GroupCoordinator {
                 ResponseError::OffsetMetadataTooLarge
             } else {
                 records.push((
-                    Key::Offset { group: group.to_string(), topic: topic.clone(), partition }.encode(),
+                    Key::Offset {
+                        group: group.to_string(),
+                        topic: topic.clone(),
+                        partition,
+                    }
+                    .encode(),
                     Some(
                         OffsetValue {
                             offset: off.offset,
@@ -383,7 +423,16 @@ impl GroupCoordinator {
                 tracing::error!(%group, error = %e, "persisting offsets failed");
                 return Ok(results
                     .into_iter()
-                    .map(|(k, e)| (k, if e.code() == 0 { ResponseError::CoordinatorNotAvailable } else { e }))
+                    .map(|(k, e)| {
+                        (
+                            k,
+                            if e.code() == 0 {
+                                ResponseError::CoordinatorNotAvailable
+                            } else {
+                                e
+                            },
+                        )
+                    })
                     .collect());
             }
         }
@@ -398,7 +447,11 @@ impl GroupCoordinator {
     /// Committed offsets of a group (all, or the listed partitions).
     pub async fn fetch_offsets(&self, group: &str) -> BTreeMap<(String, i32), CommittedOffset> {
         let inner = self.inner.lock().await;
-        inner.groups.get(group).map(|g| g.offsets.clone()).unwrap_or_default()
+        inner
+            .groups
+            .get(group)
+            .map(|g| g.offsets.clone())
+            .unwrap_or_default()
     }
 
     /// (group id, protocol type, state) of every group.
@@ -408,7 +461,13 @@ impl GroupCoordinator {
             .groups
             .values()
             .filter(|g| g.state != GroupState::Dead)
-            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state.name(),
+                )
+            })
             .collect();
         out.sort();
         out
@@ -430,9 +489,25 @@ impl GroupCoordinator {
         let mut records: Vec<(Bytes, Option<Bytes>)> = g
             .offsets
             .keys()
-            .map(|(t, p)| (Key::Offset { group: group.to_string(), topic: t.clone(), partition: *p }.encode(), None))
+            .map(|(t, p)| {
+                (
+                    Key::Offset {
+                        group: group.to_string(),
+                        topic: t.clone(),
+                        partition: *p,
+                    }
+                    .encode(),
+                    None,
+                )
+            })
             .collect();
-        records.push((Key::Group { group: group.to_string() }.encode(), None));
+        records.push((
+            Key::Group {
+                group: group.to_string(),
+            }
+            .encode(),
+            None,
+        ));
         if let Err(e) = self.append(b, group, records) {
             tracing::error!(%group, error = %e, "writing group tombstones failed");
             return ResponseError::CoordinatorNotAvailable;
@@ -443,7 +518,12 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: refuses partitions of topics the group is subscribed to while it has members.
-    pub async fn delete_offsets(&self, b: &Broker, group: &str, partitions: Vec<(String, i32)>) -> Result<Vec<((String, i32), ResponseError)>, ResponseError> {
+    pub async fn delete_offsets(
+        &self,
+        b: &Broker,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), ResponseError)>, ResponseError> {
         let mut inner = self.inner.lock().await;
         let Some(g) = inner.groups.get_mut(group) else {
             return Err(ResponseError::GroupIdNotFound);
@@ -453,12 +533,20 @@ impl GroupCoordinator {
         let mut records = Vec::new();
         let mut deleted = Vec::new();
         for (t, p) in partitions {
-            if !g.is_empty() && subscribed.iter().any(|s| *s == t) {
+            if !g.is_empty() && subscribed.contains(&t) {
                 results.push(((t, p), ResponseError::GroupSubscribedToTopic));
                 continue;
             }
             if g.offsets.contains_key(&(t.clone(), p)) {
-                records.push((Key::Offset { group: group.to_string(), topic: t.clone(), partition: p }.encode(), None));
+                records.push((
+                    Key::Offset {
+                        group: group.to_string(),
+                        topic: t.clone(),
+                        partition: p,
+                    }
+                    .encode(),
+                    None,
+                ));
                 deleted.push((t.clone(), p));
             }
             results.push(((t, p), super::NO_ERROR));
@@ -480,7 +568,12 @@ impl GroupCoordinator {
         let mut inner = self.inner.lock().await;
         let now = crate::now_ms();
         let mut loaded = 0usize;
-        for p in b.replicas.all().into_iter().filter(|p| p.topic == OFFSETS_TOPIC) {
+        for p in b
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == OFFSETS_TOPIC)
+        {
             let mut offset = p.log_start_offset();
             let end = p.log_end_offset();
             while offset < end {
@@ -500,7 +593,11 @@ impl GroupCoordinator {
                 }
             }
         }
-        tracing::info!(records = loaded, groups = inner.groups.len(), "loaded consumer groups");
+        tracing::info!(
+            records = loaded,
+            groups = inner.groups.len(),
+            "loaded consumer groups"
+        );
         Ok(())
     }
 
@@ -531,7 +628,12 @@ impl GroupCoordinator {
     }
 }
 
-fn apply_record(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option<Bytes>, now: i64) {
+fn apply_record(
+    groups: &mut HashMap<String, Group>,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    now: i64,
+) {
     let Some(key) = key else { return };
     let key = match Key::decode(key) {
         Ok(k) => k,
@@ -541,7 +643,11 @@ fn apply_record(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: 
         }
     };
     match key {
-        Key::Offset { group, topic, partition } => match value {
+        Key::Offset {
+            group,
+            topic,
+            partition,
+        } => match value {
             None => {
                 if let Some(g) = groups.get_mut(&group) {
                     g.offsets.remove(&(topic, partition));
@@ -572,7 +678,9 @@ fn apply_record(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: 
             }
             Some(v) => match GroupValue::decode(v) {
                 Ok(v) => {
-                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
+                    let g = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now));
                     g.restore(v, now);
                 }
                 Err(e) => tracing::warn!(%group, error = %e, "skipping unreadable group value"),
@@ -591,7 +699,9 @@ fn subscribed_topics(g: &Group) -> Vec<String> {
         return out;
     }
     for m in &g.members {
-        let Some((_, md)) = m.protocols.iter().find(|(n, _)| *n == protocol) else { continue };
+        let Some((_, md)) = m.protocols.iter().find(|(n, _)| *n == protocol) else {
+            continue;
+        };
         let mut buf = md.clone();
         if buf.len() < 2 {
             continue;

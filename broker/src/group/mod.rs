@@ -13,7 +13,8 @@ pub mod state;
 pub use coordinator::GroupCoordinator;
 
 /// Error code 0 as a `ResponseError` value, for per-item results.
-pub const NO_ERROR: kafka_protocol::error::ResponseError = kafka_protocol::error::ResponseError::Unknown(0);
+pub const NO_ERROR: kafka_protocol::error::ResponseError =
+    kafka_protocol::error::ResponseError::Unknown(0);
 
 /// Name of the internal offsets topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

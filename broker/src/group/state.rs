@@ -280,10 +280,10 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        if !self
+        if self
             .leader
             .as_deref()
-            .is_some_and(|l| self.member(l).is_some())
+            .is_none_or(|l| self.member(l).is_none())
         {
             self.leader = Some(self.members[0].member_id.clone());
         }
@@ -373,10 +373,17 @@ impl Group {
                 }
                 member_id = new_id;
             } else {
-                let new_id = new_member_id(if p.client_id.is_empty() { "member" } else { &p.client_id });
+                let new_id = new_member_id(if p.client_id.is_empty() {
+                    "member"
+                } else {
+                    &p.client_id
+                });
                 if p.require_known_member_id {
                     self.pending_members.insert(new_id.clone());
-                    return Outcome::Now(JoinResult::error(ResponseError::MemberIdRequired, &new_id));
+                    return Outcome::Now(JoinResult::error(
+                        ResponseError::MemberIdRequired,
+                        &new_id,
+                    ));
                 }
                 member_id = new_id;
             }
@@ -561,11 +568,7 @@ impl Group {
         )
     }
 
-    fn check_member(
-        &self,
-        member_id: &str,
-        instance: Option<&str>,
-    ) -> Result<(), ResponseError> {
+    fn check_member(&self, member_id: &str, instance: Option<&str>) -> Result<(), ResponseError> {
         if let Some(i) = instance {
             if let Some(m) = self.static_member(i) {
                 if m.member_id != member_id {
@@ -580,6 +583,7 @@ impl Group {
     }
 
     /// SyncGroup.
+    #[allow(clippy::too_many_arguments)] // mirrors the request's fields one to one
     pub fn sync(
         &mut self,
         member_id: &str,
@@ -749,7 +753,9 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .iter()
-            .filter(|m| !m.joining && !m.syncing && now_ms - m.last_heartbeat_ms > m.session_timeout_ms)
+            .filter(|m| {
+                !m.joining && !m.syncing && now_ms - m.last_heartbeat_ms > m.session_timeout_ms
+            })
             .map(|m| m.member_id.clone())
             .collect();
         for id in expired {
@@ -869,10 +875,22 @@ mod tests {
         assert_eq!(r.error, ResponseError::MemberIdRequired.code());
         let id = r.member_id.clone();
         let r = join_now(&mut g, params(&id, None), 1, &mut fx);
-        assert_eq!((r.error, r.generation, r.leader.as_str()), (0, 1, id.as_str()));
+        assert_eq!(
+            (r.error, r.generation, r.leader.as_str()),
+            (0, 1, id.as_str())
+        );
         assert_eq!(r.members.len(), 1);
         assert_eq!(g.state, GroupState::CompletingRebalance);
-        let s = g.sync(&id, None, 1, None, None, vec![(id.clone(), Bytes::from_static(b"a"))], 2, &mut fx);
+        let s = g.sync(
+            &id,
+            None,
+            1,
+            None,
+            None,
+            vec![(id.clone(), Bytes::from_static(b"a"))],
+            2,
+            &mut fx,
+        );
         assert!(matches!(s, Outcome::Now(ref r) if r.error == 0 && &r.assignment[..] == b"a"));
         assert_eq!(g.state, GroupState::Stable);
     }
@@ -885,13 +903,21 @@ mod tests {
         join_now(&mut g, params(&a, None), 0, &mut fx);
         g.sync(&a, None, 1, None, None, vec![], 0, &mut fx);
         let b = join_now(&mut g, params("", None), 1, &mut fx).member_id;
-        assert!(matches!(g.join(params(&b, None), &cfg(0), 1, &mut fx), Outcome::Deferred(_)));
+        assert!(matches!(
+            g.join(params(&b, None), &cfg(0), 1, &mut fx),
+            Outcome::Deferred(_)
+        ));
         assert_eq!(g.state, GroupState::PreparingRebalance);
         // a's heartbeat learns about the rebalance, then a rejoins and the join completes.
-        assert_eq!(g.heartbeat(&a, None, 1, 2), ResponseError::RebalanceInProgress);
+        assert_eq!(
+            g.heartbeat(&a, None, 1, 2),
+            ResponseError::RebalanceInProgress
+        );
         let ra = join_now(&mut g, params(&a, None), 3, &mut fx);
         assert_eq!(ra.generation, 2);
-        assert!(fx.iter().any(|e| matches!(e, Effect::Join(id, r) if *id == b && r.generation == 2)));
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, Effect::Join(id, r) if *id == b && r.generation == 2)));
     }
 
     #[test]
@@ -901,16 +927,33 @@ mod tests {
         let a = join_now(&mut g, params("", None), 0, &mut fx).member_id;
         join_now(&mut g, params(&a, None), 0, &mut fx);
         let s = g.sync(&a, None, 7, None, None, vec![], 0, &mut fx);
-        assert!(matches!(s, Outcome::Now(ref r) if r.error == ResponseError::IllegalGeneration.code()));
-        assert_eq!(g.heartbeat("nobody", None, 1, 0), ResponseError::UnknownMemberId);
+        assert!(
+            matches!(s, Outcome::Now(ref r) if r.error == ResponseError::IllegalGeneration.code())
+        );
+        assert_eq!(
+            g.heartbeat("nobody", None, 1, 0),
+            ResponseError::UnknownMemberId
+        );
         let mut other = params("", None);
         other.protocol_type = "connect".into();
-        assert_eq!(join_now(&mut g, other, 0, &mut fx).error, ResponseError::InconsistentGroupProtocol.code());
+        assert_eq!(
+            join_now(&mut g, other, 0, &mut fx).error,
+            ResponseError::InconsistentGroupProtocol.code()
+        );
         let mut bad_timeout = params("", None);
         bad_timeout.session_timeout_ms = 10;
-        assert_eq!(join_now(&mut g, bad_timeout, 0, &mut fx).error, ResponseError::InvalidSessionTimeout.code());
-        assert_eq!(g.check_commit("nobody", None, 1, 0), Err(ResponseError::UnknownMemberId));
-        assert_eq!(g.check_commit("", None, -1, 0), Err(ResponseError::UnknownMemberId));
+        assert_eq!(
+            join_now(&mut g, bad_timeout, 0, &mut fx).error,
+            ResponseError::InvalidSessionTimeout.code()
+        );
+        assert_eq!(
+            g.check_commit("nobody", None, 1, 0),
+            Err(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(
+            g.check_commit("", None, -1, 0),
+            Err(ResponseError::UnknownMemberId)
+        );
     }
 
     #[test]
@@ -938,17 +981,41 @@ mod tests {
         let _ = join_now(&mut g, params(&a, Some("i-a")), 0, &mut fx);
         let gen = g.generation;
         let leader = g.leader.clone().unwrap();
-        g.sync(&leader, None, gen, None, None, vec![(a.clone(), Bytes::from_static(b"A")), (b_first.clone(), Bytes::from_static(b"B"))], 0, &mut fx);
+        g.sync(
+            &leader,
+            None,
+            gen,
+            None,
+            None,
+            vec![
+                (a.clone(), Bytes::from_static(b"A")),
+                (b_first.clone(), Bytes::from_static(b"B")),
+            ],
+            0,
+            &mut fx,
+        );
         assert_eq!(g.state, GroupState::Stable);
         // b restarts: empty member id, same instance id.
         let r = join_now(&mut g, params("", Some("i-b")), 5, &mut fx);
         assert_eq!(r.error, 0);
         assert_eq!(r.generation, gen, "no new generation");
         assert_eq!(g.state, GroupState::Stable);
-        let s = g.sync(&r.member_id, Some("i-b"), gen, None, None, vec![], 6, &mut fx);
+        let s = g.sync(
+            &r.member_id,
+            Some("i-b"),
+            gen,
+            None,
+            None,
+            vec![],
+            6,
+            &mut fx,
+        );
         assert!(matches!(s, Outcome::Now(ref x) if &x.assignment[..] == b"B"));
         // The old identity is fenced.
-        assert_eq!(g.heartbeat(&b_first, Some("i-b"), gen, 7), ResponseError::FencedInstanceId);
+        assert_eq!(
+            g.heartbeat(&b_first, Some("i-b"), gen, 7),
+            ResponseError::FencedInstanceId
+        );
     }
 
     #[test]
@@ -957,10 +1024,15 @@ mod tests {
         let mut fx = vec![];
         let mut p = params("", None);
         p.require_known_member_id = false;
-        assert!(matches!(g.join(p, &cfg(3000), 0, &mut fx), Outcome::Deferred(_)));
+        assert!(matches!(
+            g.join(p, &cfg(3000), 0, &mut fx),
+            Outcome::Deferred(_)
+        ));
         g.tick(1000, &mut fx);
         assert!(fx.iter().all(|e| !matches!(e, Effect::Join(..))));
         g.tick(3001, &mut fx);
-        assert!(fx.iter().any(|e| matches!(e, Effect::Join(_, r) if r.generation == 1)));
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, Effect::Join(_, r) if r.generation == 1)));
     }
 }

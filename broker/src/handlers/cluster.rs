@@ -10,7 +10,11 @@ use crate::broker::Broker;
 /// Endpoint type 1: brokers (2 would be KRaft controllers, which this cluster does not have).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub fn describe_cluster(b: &Broker, version: i16, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe_cluster(
+    b: &Broker,
+    version: i16,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let view = b.metadata.view();
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_BROKERS)

@@ -23,7 +23,11 @@ struct Pass {
 
 fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
     let view = b.metadata.view();
-    let mut remaining = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let mut remaining = if version >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
     let mut total = 0usize;
     let read_committed = req.isolation_level == READ_COMMITTED;
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -127,7 +131,10 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
                 .with_session_id(0)
                 .with_responses(pass.topics);
         }
-        if tokio::time::timeout(deadline - now, notified).await.is_err() {
+        if tokio::time::timeout(deadline - now, notified)
+            .await
+            .is_err()
+        {
             // Timed out: one final read so the answer reflects the latest state.
             let pass = read_once(b, version, &req);
             return FetchResponse::default()

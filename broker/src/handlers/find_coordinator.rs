@@ -14,7 +14,12 @@ use crate::broker::Broker;
 
 const KEY_GROUP: i8 = 0;
 
-fn lookup(b: &Broker, key: StrBytes, key_type: i8, ready: Result<(), ResponseError>) -> Coordinator {
+fn lookup(
+    b: &Broker,
+    key: StrBytes,
+    key_type: i8,
+    ready: Result<(), ResponseError>,
+) -> Coordinator {
     let c = Coordinator::default().with_key(key);
     if let Err(e) = ready {
         return c.with_node_id(BrokerId(-1)).with_error_code(e.code());
@@ -30,7 +35,11 @@ fn lookup(b: &Broker, key: StrBytes, key_type: i8, ready: Result<(), ResponseErr
         .with_port(b.me.port)
 }
 
-pub async fn handle(b: &Broker, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     // The group coordinator is the leader of the group's __consumer_offsets partition, so the
     // topic must exist before anyone is told where to go.
     let ready = if req.key_type == KEY_GROUP {

@@ -4,17 +4,21 @@
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
-use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
-    OffsetFetchResponseTopics,
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
 use kafka_protocol::messages::*;
 
 use super::{s, topic_name, AUTHORIZED_OPS_OMITTED};
@@ -25,9 +29,19 @@ fn opt_str(v: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     v.as_ref().map(|x| x.to_string())
 }
 
-pub async fn join(b: &Broker, version: i16, req: JoinGroupRequest, client_id: &str, client_host: &str) -> JoinGroupResponse {
+pub async fn join(
+    b: &Broker,
+    version: i16,
+    req: JoinGroupRequest,
+    client_id: &str,
+    client_host: &str,
+) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
-    let rebalance_timeout = if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
+    let rebalance_timeout = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
     let p = JoinParams {
         member_id: req.member_id.to_string(),
         group_instance_id: opt_str(&req.group_instance_id),
@@ -36,7 +50,11 @@ pub async fn join(b: &Broker, version: i16, req: JoinGroupRequest, client_id: &s
         session_timeout_ms: req.session_timeout_ms as i64,
         rebalance_timeout_ms: rebalance_timeout as i64,
         protocol_type: req.protocol_type.to_string(),
-        protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
         require_known_member_id: version >= 4,
     };
     let r = b.groups.join(b, &group, p).await;
@@ -67,7 +85,11 @@ pub async fn join(b: &Broker, version: i16, req: JoinGroupRequest, client_id: &s
 
 pub async fn sync(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
-    let assignments = req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
+    let assignments = req
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
     let r = b
         .groups
         .sync(
@@ -81,9 +103,13 @@ pub async fn sync(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupR
             assignments,
         )
         .await;
-    let mut resp = SyncGroupResponse::default().with_error_code(r.error).with_assignment(r.assignment);
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(r.error)
+        .with_assignment(r.assignment);
     if version >= 5 {
-        resp = resp.with_protocol_type(r.protocol_type.map(s)).with_protocol_name(r.protocol_name.map(s));
+        resp = resp
+            .with_protocol_type(r.protocol_type.map(s))
+            .with_protocol_name(r.protocol_name.map(s));
     }
     resp
 }
@@ -91,7 +117,12 @@ pub async fn sync(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupR
 pub async fn heartbeat(b: &Broker, _version: i16, req: HeartbeatRequest) -> HeartbeatResponse {
     let e = b
         .groups
-        .heartbeat(&req.group_id.0, &req.member_id, req.group_instance_id.as_deref(), req.generation_id)
+        .heartbeat(
+            &req.group_id.0,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+        )
         .await;
     HeartbeatResponse::default().with_error_code(e.code())
 }
@@ -99,14 +130,19 @@ pub async fn heartbeat(b: &Broker, _version: i16, req: HeartbeatRequest) -> Hear
 pub async fn leave(b: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
     let members: Vec<(String, Option<String>)> = if version >= 3 {
-        req.members.iter().map(|m| (m.member_id.to_string(), opt_str(&m.group_instance_id))).collect()
+        req.members
+            .iter()
+            .map(|m| (m.member_id.to_string(), opt_str(&m.group_instance_id)))
+            .collect()
     } else {
         vec![(req.member_id.to_string(), None)]
     };
     match b.groups.leave(b, &group, members.clone()).await {
         Err(e) if version < 3 => LeaveGroupResponse::default().with_error_code(e.code()),
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
-        Ok(results) if version < 3 => LeaveGroupResponse::default().with_error_code(results[0].code()),
+        Ok(results) if version < 3 => {
+            LeaveGroupResponse::default().with_error_code(results[0].code())
+        }
         Ok(results) => LeaveGroupResponse::default().with_members(
             members
                 .into_iter()
@@ -122,7 +158,11 @@ pub async fn leave(b: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGro
     }
 }
 
-pub async fn offset_commit(b: &Broker, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(
+    b: &Broker,
+    version: i16,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let now = crate::now_ms();
     let mut offsets = Vec::new();
@@ -132,17 +172,36 @@ pub async fn offset_commit(b: &Broker, version: i16, req: OffsetCommitRequest) -
                 (t.name.0.to_string(), p.partition_index),
                 CommittedOffset {
                     offset: p.committed_offset,
-                    leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                    leader_epoch: if version >= 6 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
                     commit_timestamp: now,
                 },
             ));
         }
     }
-    let generation = if version >= 1 { req.generation_id_or_member_epoch } else { -1 };
+    let generation = if version >= 1 {
+        req.generation_id_or_member_epoch
+    } else {
+        -1
+    };
     let result = b
         .groups
-        .commit(b, &group, &req.member_id, req.group_instance_id.as_deref(), generation, offsets)
+        .commit(
+            b,
+            &group,
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            generation,
+            offsets,
+        )
         .await;
     let code_for = |topic: &str, p: i32| -> i16 {
         match &result {
@@ -158,34 +217,46 @@ pub async fn offset_commit(b: &Broker, version: i16, req: OffsetCommitRequest) -
         req.topics
             .iter()
             .map(|t| {
-                OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code_for(&t.name.0, p.partition_index))
-                        })
-                        .collect(),
-                )
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code_for(&t.name.0, p.partition_index))
+                            })
+                            .collect(),
+                    )
             })
             .collect(),
     )
 }
 
+/// Committed offsets per topic: (topic, [(partition, offset if committed)]).
+type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
 /// Offsets for one group: `None` topics means every committed partition.
-async fn group_offsets(b: &Broker, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+async fn group_offsets(
+    b: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> TopicOffsets {
     let all = b.groups.fetch_offsets(group).await;
     match topics {
         Some(list) => list
             .into_iter()
             .map(|(t, parts)| {
-                let entries = parts.into_iter().map(|p| (p, all.get(&(t.clone(), p)).cloned())).collect();
+                let entries = parts
+                    .into_iter()
+                    .map(|p| (p, all.get(&(t.clone(), p)).cloned()))
+                    .collect();
                 (t, entries)
             })
             .collect(),
         None => {
-            let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+            let mut out: TopicOffsets = Vec::new();
             for ((t, p), off) in all {
                 match out.last_mut() {
                     Some((name, parts)) if *name == t => parts.push((p, Some(off))),
@@ -197,57 +268,79 @@ async fn group_offsets(b: &Broker, group: &str, topics: Option<Vec<(String, Vec<
     }
 }
 
-pub async fn offset_fetch(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub async fn offset_fetch(
+    b: &Broker,
+    version: i16,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let mut groups = Vec::new();
         for g in req.groups {
-            let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
             let data = group_offsets(b, &g.group_id.0, topics).await;
             groups.push(
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(
-                    data.into_iter()
-                        .map(|(t, parts)| {
-                            OffsetFetchResponseTopics::default().with_name(topic_name(&t)).with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, off)| {
-                                        let (o, e, m) = off.map(|c| (c.offset, c.leader_epoch, c.metadata)).unwrap_or((-1, -1, String::new()));
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(o)
-                                            .with_committed_leader_epoch(e)
-                                            .with_metadata(Some(s(m)))
-                                    })
-                                    .collect(),
-                            )
-                        })
-                        .collect(),
-                ),
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(
+                        data.into_iter()
+                            .map(|(t, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(topic_name(&t))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, off)| {
+                                                let (o, e, m) = off
+                                                    .map(|c| (c.offset, c.leader_epoch, c.metadata))
+                                                    .unwrap_or((-1, -1, String::new()));
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(o)
+                                                    .with_committed_leader_epoch(e)
+                                                    .with_metadata(Some(s(m)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
             );
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    let topics = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
     let data = group_offsets(b, &req.group_id.0, topics).await;
     OffsetFetchResponse::default().with_topics(
         data.into_iter()
             .map(|(t, parts)| {
-                OffsetFetchResponseTopic::default().with_name(topic_name(&t)).with_partitions(
-                    parts
-                        .into_iter()
-                        .map(|(p, off)| {
-                            let (o, e, m) = off.map(|c| (c.offset, c.leader_epoch, c.metadata)).unwrap_or((-1, -1, String::new()));
-                            let mut r = OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(o)
-                                .with_metadata(Some(s(m)));
-                            if version >= 5 {
-                                r = r.with_committed_leader_epoch(e);
-                            }
-                            r
-                        })
-                        .collect(),
-                )
+                OffsetFetchResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, off)| {
+                                let (o, e, m) = off
+                                    .map(|c| (c.offset, c.leader_epoch, c.metadata))
+                                    .unwrap_or((-1, -1, String::new()));
+                                let mut r = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(o)
+                                    .with_metadata(Some(s(m)));
+                                if version >= 5 {
+                                    r = r.with_committed_leader_epoch(e);
+                                }
+                                r
+                            })
+                            .collect(),
+                    )
             })
             .collect(),
     )
@@ -264,7 +357,9 @@ pub async fn list_groups(b: &Broker, version: i16, req: ListGroupsRequest) -> Li
         .filter(|(_, _, st)| states.is_empty() || states.iter().any(|x| x.eq_ignore_ascii_case(st)))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
         .map(|(id, pt, st)| {
-            let mut g = ListedGroup::default().with_group_id(GroupId(s(id))).with_protocol_type(s(pt));
+            let mut g = ListedGroup::default()
+                .with_group_id(GroupId(s(id)))
+                .with_protocol_type(s(pt));
             if version >= 4 {
                 g = g.with_group_state(s(st));
             }
@@ -277,7 +372,11 @@ pub async fn list_groups(b: &Broker, version: i16, req: ListGroupsRequest) -> Li
     ListGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn describe_groups(b: &Broker, version: i16, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub async fn describe_groups(
+    b: &Broker,
+    version: i16,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let mut out = Vec::new();
     for id in req.groups {
         let mut d = DescribedGroup::default().with_group_id(id.clone());
@@ -290,12 +389,20 @@ pub async fn describe_groups(b: &Broker, version: i16, req: DescribeGroupsReques
                 if version >= 6 {
                     d = d
                         .with_error_code(ResponseError::GroupIdNotFound.code())
-                        .with_error_message(Some(s(format!("group '{}' not found", id.0.as_str()))));
+                        .with_error_message(Some(s(format!(
+                            "group '{}' not found",
+                            id.0.as_str()
+                        ))));
                 }
             }
             Some(g) => {
                 let protocol = g.protocol.clone().unwrap_or_default();
-                let show_members = matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance | GroupState::PreparingRebalance);
+                let show_members = matches!(
+                    g.state,
+                    GroupState::Stable
+                        | GroupState::CompletingRebalance
+                        | GroupState::PreparingRebalance
+                );
                 d = d
                     .with_group_state(s(g.state.name()))
                     .with_protocol_type(s(g.protocol_type.clone().unwrap_or_default()))
@@ -305,14 +412,27 @@ pub async fn describe_groups(b: &Broker, version: i16, req: DescribeGroupsReques
                             .iter()
                             .filter(|_| show_members)
                             .map(|m| {
-                                let md = m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, x)| x.clone()).unwrap_or_default();
+                                let md = m
+                                    .protocols
+                                    .iter()
+                                    .find(|(n, _)| *n == protocol)
+                                    .map(|(_, x)| x.clone())
+                                    .unwrap_or_default();
                                 DescribedGroupMember::default()
                                     .with_member_id(s(m.member_id.clone()))
-                                    .with_group_instance_id(if version >= 4 { m.group_instance_id.clone().map(s) } else { None })
+                                    .with_group_instance_id(if version >= 4 {
+                                        m.group_instance_id.clone().map(s)
+                                    } else {
+                                        None
+                                    })
                                     .with_client_id(s(m.client_id.clone()))
                                     .with_client_host(s(m.client_host.clone()))
                                     .with_member_metadata(md)
-                                    .with_member_assignment(if g.state == GroupState::Stable { m.assignment.clone() } else { Bytes::new() })
+                                    .with_member_assignment(if g.state == GroupState::Stable {
+                                        m.assignment.clone()
+                                    } else {
+                                        Bytes::new()
+                                    })
                             })
                             .collect(),
                     );
@@ -323,20 +443,36 @@ pub async fn describe_groups(b: &Broker, version: i16, req: DescribeGroupsReques
     DescribeGroupsResponse::default().with_groups(out)
 }
 
-pub async fn delete_groups(b: &Broker, _version: i16, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete_groups(
+    b: &Broker,
+    _version: i16,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for id in req.groups_names {
         let e = b.groups.delete_group(b, &id.0).await;
-        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(e.code()));
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(e.code()),
+        );
     }
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub async fn offset_delete(b: &Broker, _version: i16, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(
+    b: &Broker,
+    _version: i16,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let parts: Vec<(String, i32)> = req
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        })
         .collect();
     match b.groups.delete_offsets(b, &req.group_id.0, parts).await {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
@@ -344,19 +480,25 @@ pub async fn offset_delete(b: &Broker, _version: i16, req: OffsetDeleteRequest) 
             req.topics
                 .iter()
                 .map(|t| {
-                    OffsetDeleteResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                let code = results
-                                    .iter()
-                                    .find(|((n, q), _)| *n == t.name.0.as_str() && *q == p.partition_index)
-                                    .map(|(_, e)| e.code())
-                                    .unwrap_or(0);
-                                OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code)
-                            })
-                            .collect(),
-                    )
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    let code = results
+                                        .iter()
+                                        .find(|((n, q), _)| {
+                                            *n == t.name.0.as_str() && *q == p.partition_index
+                                        })
+                                        .map(|(_, e)| e.code())
+                                        .unwrap_or(0);
+                                    OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
                 })
                 .collect(),
         ),

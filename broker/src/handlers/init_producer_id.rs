@@ -6,12 +6,18 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::broker::Broker;
 
-pub async fn handle(b: &Broker, _version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    b: &Broker,
+    _version: i16,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        tracing::warn!("InitProducerId with a transactional id refused: transactions are not supported");
+        tracing::warn!(
+            "InitProducerId with a transactional id refused: transactions are not supported"
+        );
         return resp.with_error_code(ResponseError::InvalidRequest.code());
     }
     match b.next_producer_id().await {

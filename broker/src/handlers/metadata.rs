@@ -56,7 +56,8 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                 .collect(),
         ),
     };
-    let allow_auto_create = b.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let allow_auto_create =
+        b.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
 
     let mut topics_out = Vec::new();
     match wanted {
@@ -74,11 +75,19 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                             continue;
                         }
                         if topics::validate_topic_name(&name).is_err() {
-                            topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::InvalidTopicException));
+                            topics_out.push(error_entry(
+                                Some(&name),
+                                Uuid::nil(),
+                                ResponseError::InvalidTopicException,
+                            ));
                             continue;
                         }
                         if !allow_auto_create {
-                            topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::UnknownTopicOrPartition));
+                            topics_out.push(error_entry(
+                                Some(&name),
+                                Uuid::nil(),
+                                ResponseError::UnknownTopicOrPartition,
+                            ));
                             continue;
                         }
                         let planned = topics::plan_topic(b, &view, &name, -1, -1, vec![], vec![]);
@@ -91,14 +100,24 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                                 let view = b.metadata.view();
                                 match view.topic(&name) {
                                     Some(t) => topics_out.push(topic_entry(t)),
-                                    None => topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::LeaderNotAvailable)),
+                                    None => topics_out.push(error_entry(
+                                        Some(&name),
+                                        Uuid::nil(),
+                                        ResponseError::LeaderNotAvailable,
+                                    )),
                                 }
                             }
                             // Raced with another creator: answer with what exists now.
-                            Err((ResponseError::TopicAlreadyExists, _)) => match b.metadata.view().topic(&name) {
-                                Some(t) => topics_out.push(topic_entry(t)),
-                                None => topics_out.push(error_entry(Some(&name), Uuid::nil(), ResponseError::LeaderNotAvailable)),
-                            },
+                            Err((ResponseError::TopicAlreadyExists, _)) => {
+                                match b.metadata.view().topic(&name) {
+                                    Some(t) => topics_out.push(topic_entry(t)),
+                                    None => topics_out.push(error_entry(
+                                        Some(&name),
+                                        Uuid::nil(),
+                                        ResponseError::LeaderNotAvailable,
+                                    )),
+                                }
+                            }
                             Err((code, msg)) => {
                                 tracing::warn!(topic = %name, error = %msg, "auto-creating topic failed");
                                 topics_out.push(error_entry(Some(&name), Uuid::nil(), code));
@@ -107,7 +126,9 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                     }
                     None => match view.topic_by_id(&id) {
                         Some(t) => topics_out.push(topic_entry(t)),
-                        None => topics_out.push(error_entry(None, id, ResponseError::UnknownTopicId)),
+                        None => {
+                            topics_out.push(error_entry(None, id, ResponseError::UnknownTopicId))
+                        }
                     },
                 }
             }

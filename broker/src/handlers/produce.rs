@@ -67,14 +67,21 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 continue;
             };
             let Some(records) = p.records.filter(|r| !r.is_empty()) else {
-                parts.push(failed(idx, ResponseError::CorruptMessage, Some("empty record set".into())));
+                parts.push(failed(
+                    idx,
+                    ResponseError::CorruptMessage,
+                    Some("empty record set".into()),
+                ));
                 continue;
             };
             if records.len() > MAGIC_OFFSET && records[MAGIC_OFFSET] < 2 {
                 parts.push(failed(
                     idx,
                     ResponseError::UnsupportedForMessageFormat,
-                    Some(format!("message format v{} is not supported; use v2 (Kafka 0.11+ clients)", records[MAGIC_OFFSET])),
+                    Some(format!(
+                        "message format v{} is not supported; use v2 (Kafka 0.11+ clients)",
+                        records[MAGIC_OFFSET]
+                    )),
                 ));
                 continue;
             }
@@ -83,7 +90,11 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 Err(e) => {
                     tracing::warn!(topic = %topic.name, partition = idx, error = %e, "rejected corrupt batch");
                     b.metrics.corrupt_batch();
-                    parts.push(failed(idx, ResponseError::CorruptMessage, Some(e.to_string())));
+                    parts.push(failed(
+                        idx,
+                        ResponseError::CorruptMessage,
+                        Some(e.to_string()),
+                    ));
                     continue;
                 }
             };
@@ -91,7 +102,10 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 parts.push(failed(
                     idx,
                     ResponseError::InvalidRecord,
-                    Some(format!("control batch at producer {} is not accepted from clients", h.producer_id)),
+                    Some(format!(
+                        "control batch at producer {} is not accepted from clients",
+                        h.producer_id
+                    )),
                 ));
                 continue;
             }
@@ -114,7 +128,10 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 parts.push(failed(
                     idx,
                     ResponseError::MessageTooLarge,
-                    Some(format!("batch of {} bytes exceeds max.message.bytes {max}", h.total_len())),
+                    Some(format!(
+                        "batch of {} bytes exceeds max.message.bytes {max}",
+                        h.total_len()
+                    )),
                 ));
                 continue;
             }
@@ -190,10 +207,15 @@ fn check_keys(records: &[u8], topic: &str, idx: i32) -> Result<(), PartitionProd
                 let err = BatchIndexAndErrorMessage::default()
                     .with_batch_index(before.saturating_add(i as i32))
                     .with_batch_index_error_message(Some(s(msg.clone())));
-                return Err(failed(idx, ResponseError::InvalidRecord, Some(msg)).with_record_errors(vec![err]));
+                return Err(failed(idx, ResponseError::InvalidRecord, Some(msg))
+                    .with_record_errors(vec![err]));
             }
             Err(e) => {
-                return Err(failed(idx, ResponseError::CorruptMessage, Some(format!("cannot decode records: {e}"))));
+                return Err(failed(
+                    idx,
+                    ResponseError::CorruptMessage,
+                    Some(format!("cannot decode records: {e}")),
+                ));
             }
         }
     }

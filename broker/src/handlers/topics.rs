@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -70,7 +72,10 @@ pub fn plan_topic(
     let mut config_map = BTreeMap::new();
     for (k, v) in configs {
         let Some(v) = v else {
-            return Err((ResponseError::InvalidConfig, format!("null value for config {k}")));
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("null value for config {k}"),
+            ));
         };
         topic_config::validate(&k, &v).map_err(|m| (ResponseError::InvalidConfig, m))?;
         config_map.insert(k, v);
@@ -112,8 +117,14 @@ pub fn plan_topic(
         } else {
             replication_factor
         };
-        placement::assign(&view.brokers, 0, n, rf, start_index(name, view.brokers.len()))
-            .map_err(|e| (ResponseError::InvalidReplicationFactor, e.to_string()))?
+        placement::assign(
+            &view.brokers,
+            0,
+            n,
+            rf,
+            start_index(name, view.brokers.len()),
+        )
+        .map_err(|e| (ResponseError::InvalidReplicationFactor, e.to_string()))?
     };
     let replication_factor = assignment.first().map(|r| r.len() as i16).unwrap_or(0);
     Ok(Planned {
@@ -184,7 +195,11 @@ pub async fn create(b: &Broker, planned: Planned) -> Result<Uuid, PlanError> {
     Ok(meta.id)
 }
 
-pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(
+    b: &Broker,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let dups: HashSet<String> = req
         .topics
@@ -200,7 +215,9 @@ pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -
             results.push(
                 result
                     .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(s(format!("topic '{name}' appears more than once in the request")))),
+                    .with_error_message(Some(s(format!(
+                        "topic '{name}' appears more than once in the request"
+                    )))),
             );
             continue;
         }
@@ -213,7 +230,12 @@ pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -
             t.replication_factor,
             t.assignments
                 .iter()
-                .map(|a| (a.partition_index, a.broker_ids.iter().map(|id| id.0).collect()))
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|id| id.0).collect(),
+                    )
+                })
                 .collect(),
             t.configs
                 .iter()
@@ -223,7 +245,11 @@ pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -
         let planned = match planned {
             Ok(p) => p,
             Err((code, msg)) => {
-                results.push(result.with_error_code(code.code()).with_error_message(Some(s(msg))));
+                results.push(
+                    result
+                        .with_error_code(code.code())
+                        .with_error_message(Some(s(msg))),
+                );
                 continue;
             }
         };
@@ -236,7 +262,11 @@ pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -
             match create(b, planned).await {
                 Ok(id) => id,
                 Err((code, msg)) => {
-                    results.push(result.with_error_code(code.code()).with_error_message(Some(s(msg))));
+                    results.push(
+                        result
+                            .with_error_code(code.code())
+                            .with_error_message(Some(s(msg))),
+                    );
                     continue;
                 }
             }
@@ -246,7 +276,9 @@ pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -
             let resolved = topic_config::resolve_topic(
                 &b.config,
                 &view.default_broker_configs,
-                view.broker_configs.get(&b.me.id).unwrap_or(&BTreeMap::new()),
+                view.broker_configs
+                    .get(&b.me.id)
+                    .unwrap_or(&BTreeMap::new()),
                 &overrides,
             );
             result = result
@@ -269,7 +301,11 @@ pub async fn create_topics(b: &Broker, version: i16, req: CreateTopicsRequest) -
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub async fn delete_topics(b: &Broker, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    b: &Broker,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     // v6 names topics by name or id; older versions by name only.
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -307,7 +343,10 @@ pub async fn delete_topics(b: &Broker, version: i16, req: DeleteTopicsRequest) -
             Some(t) if t.internal => {
                 r = r
                     .with_error_code(ResponseError::InvalidTopicException.code())
-                    .with_error_message(Some(s(format!("'{}' is an internal topic and cannot be deleted", t.name))));
+                    .with_error_message(Some(s(format!(
+                        "'{}' is an internal topic and cannot be deleted",
+                        t.name
+                    ))));
             }
             Some(t) => {
                 r = r.with_name(Some(topic_name(&t.name))).with_topic_id(t.id);
@@ -321,7 +360,9 @@ pub async fn delete_topics(b: &Broker, version: i16, req: DeleteTopicsRequest) -
                     }
                     Err(e) => {
                         let (code, msg) = meta_error(e);
-                        r = r.with_error_code(code.code()).with_error_message(Some(s(msg)));
+                        r = r
+                            .with_error_code(code.code())
+                            .with_error_message(Some(s(msg)));
                     }
                 }
             }
@@ -402,7 +443,9 @@ pub async fn create_partitions(
         .await;
         results.push(match outcome {
             Ok(()) => r,
-            Err((code, msg)) => r.with_error_code(code.code()).with_error_message(Some(s(msg))),
+            Err((code, msg)) => r
+                .with_error_code(code.code())
+                .with_error_message(Some(s(msg))),
         });
     }
     CreatePartitionsResponse::default().with_results(results)

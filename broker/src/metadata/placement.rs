@@ -83,7 +83,14 @@ mod tests {
 
     #[test]
     fn replicas_span_racks_and_leaders_spread() {
-        let brokers = vec![b(0, "a"), b(1, "a"), b(2, "b"), b(3, "b"), b(4, "c"), b(5, "c")];
+        let brokers = vec![
+            b(0, "a"),
+            b(1, "a"),
+            b(2, "b"),
+            b(3, "b"),
+            b(4, "c"),
+            b(5, "c"),
+        ];
         let a = assign(&brokers, 0, 6, 3, 0).unwrap();
         let rack = |id: i32| brokers.iter().find(|x| x.id == id).unwrap().rack.clone();
         for replicas in &a {

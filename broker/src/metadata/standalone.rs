@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
-use super::{BrokerMeta, ClusterView, MetadataError, MetadataStore, NewTopic, PartitionMeta, TopicMeta};
+use super::{
+    BrokerMeta, ClusterView, MetadataError, MetadataStore, NewTopic, PartitionMeta, TopicMeta,
+};
 
 const DIR: &str = "__cluster_metadata";
 const FILE: &str = "metadata.json";

@@ -25,7 +25,9 @@ const PARTITION_METADATA: &str = "partition.metadata";
 pub enum AppendError {
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("out of order sequence number for producer {producer_id}: expected {expected}, got {got}")]
+    #[error(
+        "out of order sequence number for producer {producer_id}: expected {expected}, got {got}"
+    )]
     OutOfOrder {
         producer_id: i64,
         expected: i32,
@@ -37,7 +39,9 @@ pub enum AppendError {
         current: i16,
         got: i16,
     },
-    #[error("producer {0} has no state on this partition and its batch does not start at sequence 0")]
+    #[error(
+        "producer {0} has no state on this partition and its batch does not start at sequence 0"
+    )]
     UnknownProducer(i64),
     #[error("{0}")]
     Invalid(String),
@@ -115,7 +119,8 @@ impl Partition {
 
     fn publish(&self, log: &PartitionLog) {
         self.log_end.store(log.log_end_offset(), Ordering::Release);
-        self.log_start.store(log.log_start_offset(), Ordering::Release);
+        self.log_start
+            .store(log.log_start_offset(), Ordering::Release);
         self.size.store(log.size_bytes(), Ordering::Relaxed);
     }
 
@@ -347,7 +352,10 @@ impl ReplicaManager {
         current_view: impl Fn() -> Arc<ClusterView>,
         cfg: &BrokerConfig,
     ) -> Result<(), ReplicaError> {
-        let _serial = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self
+            .reconcile_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let view = current_view();
         let view = view.as_ref();
         let dynamic_broker = view
@@ -375,7 +383,10 @@ impl ReplicaManager {
         {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             map.retain(|k, p| {
-                let keep = wanted.get(k).map(|(id, _)| *id == p.topic_id).unwrap_or(false);
+                let keep = wanted
+                    .get(k)
+                    .map(|(id, _)| *id == p.topic_id)
+                    .unwrap_or(false);
                 if !keep {
                     removed.push(p.clone());
                 }

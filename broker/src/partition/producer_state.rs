@@ -27,9 +27,15 @@ pub enum SequenceCheck {
     Accept,
     /// Already written: answer with the original offsets, write nothing.
     Duplicate(BatchRecord),
-    OutOfOrder { expected: i32, got: i32 },
+    OutOfOrder {
+        expected: i32,
+        got: i32,
+    },
     /// Older epoch than the producer's current one: a zombie.
-    FencedEpoch { current: i16, got: i16 },
+    FencedEpoch {
+        current: i16,
+        got: i16,
+    },
     /// No state for this producer and the batch does not start a sequence.
     UnknownProducer,
 }
@@ -48,7 +54,13 @@ fn next_seq(seq: i32) -> i32 {
 }
 
 impl ProducerStateTable {
-    pub fn check(&self, producer_id: i64, epoch: i16, first_seq: i32, last_seq: i32) -> SequenceCheck {
+    pub fn check(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+    ) -> SequenceCheck {
         let Some(entry) = self.producers.get(&producer_id) else {
             return if first_seq == 0 {
                 SequenceCheck::Accept
@@ -137,7 +149,10 @@ mod tests {
         t.record(7, 0, rec(0, 9, 100));
         assert_eq!(t.check(7, 0, 10, 19), SequenceCheck::Accept);
         t.record(7, 0, rec(10, 19, 110));
-        assert_eq!(t.check(7, 0, 0, 9), SequenceCheck::Duplicate(rec(0, 9, 100)));
+        assert_eq!(
+            t.check(7, 0, 0, 9),
+            SequenceCheck::Duplicate(rec(0, 9, 100))
+        );
         assert_eq!(
             t.check(7, 0, 25, 30),
             SequenceCheck::OutOfOrder {
@@ -157,7 +172,10 @@ mod tests {
             SequenceCheck::FencedEpoch { current: 3, got: 2 }
         );
         assert_eq!(t.check(1, 4, 0, 0), SequenceCheck::Accept);
-        assert!(matches!(t.check(1, 4, 5, 5), SequenceCheck::OutOfOrder { .. }));
+        assert!(matches!(
+            t.check(1, 4, 5, 5),
+            SequenceCheck::OutOfOrder { .. }
+        ));
     }
 
     #[test]
@@ -166,7 +184,13 @@ mod tests {
         for i in 0..7 {
             t.record(1, 0, rec(i, i, i as i64));
         }
-        assert_eq!(t.check(1, 0, 0, 0), SequenceCheck::OutOfOrder { expected: 7, got: 0 });
+        assert_eq!(
+            t.check(1, 0, 0, 0),
+            SequenceCheck::OutOfOrder {
+                expected: 7,
+                got: 0
+            }
+        );
         assert!(matches!(t.check(1, 0, 6, 6), SequenceCheck::Duplicate(_)));
         t.record(2, 0, rec(i32::MAX - 1, i32::MAX, 0));
         assert_eq!(t.check(2, 0, 0, 3), SequenceCheck::Accept);

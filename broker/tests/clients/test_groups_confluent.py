@@ -259,3 +259,44 @@ def test_cooperative_sticky_incremental_join(broker_factory):
     finally:
         for m in members:
             m.close()
+
+
+def test_group_state_survives_restart(broker_factory):
+    """The group itself (generation, members, assignment), not only its offsets, is reloaded from
+    __consumer_offsets: members that reconnect after a broker restart carry on in their generation."""
+    b = broker_factory(**GROUP_FLAGS)
+    topic, group = unique_topic("gstate"), gid("gstate")
+    create_topic(b.bootstrap, topic, 4)
+    conf = {"session.timeout.ms": 15000}
+    ms = [Member(b.bootstrap, group, [topic], f"r{i}", **conf) for i in range(2)]
+    a = admin(b.bootstrap)
+    try:
+        pump(ms, lambda: partition_of_each(ms, 4) and all(len(m.assignment()) == 2 for m in ms), 60, "stable group")
+        want1 = produce_phase(b.bootstrap, topic, "before", 200, 4)
+        pump(ms, lambda: len(all_msgs(ms)) >= 200, 60, "phase one consumed")
+        settle(ms)
+        for m in ms:
+            m.commit()
+        d0 = a.describe_consumer_groups([group])[group].result(timeout=15)
+        ids0 = sorted(mem.member_id for mem in d0.members)
+        events0 = {m.name: list(m.events) for m in ms}
+        assigned0 = {m.name: m.assignment() for m in ms}
+
+        assert b.stop() == 0
+        b.restart()
+        a = admin(b.bootstrap)
+        d1 = a.describe_consumer_groups([group])[group].result(timeout=15)
+        assert str(d1.state).endswith("STABLE"), d1.state
+        assert sorted(mem.member_id for mem in d1.members) == ids0
+        assert sorted(tp.partition for mem in d1.members for tp in mem.assignment.topic_partitions) == [0, 1, 2, 3]
+
+        want2 = produce_phase(b.bootstrap, topic, "after", 200, 4)
+        pump(ms, lambda: len(all_msgs(ms)) >= 400, 60, "phase two consumed after the restart")
+        settle(ms, 2.0)
+        assert_exactly_once(ms, want1 + want2, "across a broker restart")
+        for m in ms:
+            assert m.events == events0[m.name], f"{m.name} rebalanced after the restart: {m.events[len(events0[m.name]):]}"
+            assert m.assignment() == assigned0[m.name]
+    finally:
+        for m in ms:
+            m.close()
