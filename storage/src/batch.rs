@@ -41,6 +41,8 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+/// KIP-534: `baseTimestamp` holds the delete horizon of the batch's tombstones.
+pub(crate) const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Parsed v2 batch header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +86,8 @@ pub enum BatchError {
     ImplausibleRecordCount { records_count: i32, bytes: usize },
     #[error("malformed record inside batch: {0}")]
     BadRecord(&'static str),
+    #[error("cannot decompress records: {0}")]
+    Decompression(String),
 }
 
 #[inline]
@@ -167,15 +171,27 @@ impl BatchHeader {
         self.attributes & ATTR_LOG_APPEND_TIME != 0
     }
 
+    /// Whether `baseTimestamp` carries the delete horizon of the batch's tombstones (set by the
+    /// log cleaner, KIP-534).
+    pub fn has_delete_horizon(&self) -> bool {
+        self.attributes & ATTR_DELETE_HORIZON != 0
+    }
+
     /// Checks that do not need the records bytes: length, record count against offset delta.
-    fn check_shape(&self) -> Result<(), BatchError> {
+    /// `compacted` allows fewer records than the offset span (the log cleaner keeps a batch's
+    /// offsets when it removes records from it); produce requires exactly one per offset.
+    fn check_shape(&self, compacted: bool) -> Result<(), BatchError> {
         if self.batch_length < MIN_BATCH_LENGTH {
             return Err(BatchError::BadLength(self.batch_length));
         }
-        if self.records_count < 1
-            || self.last_offset_delta < 0
-            || i64::from(self.records_count) != i64::from(self.last_offset_delta) + 1
-        {
+        let span = i64::from(self.last_offset_delta) + 1;
+        let count = i64::from(self.records_count);
+        let count_ok = if compacted {
+            count >= 1 && count <= span
+        } else {
+            count == span
+        };
+        if self.records_count < 1 || self.last_offset_delta < 0 || !count_ok {
             return Err(BatchError::BadRecordCount {
                 records_count: self.records_count,
                 last_offset_delta: self.last_offset_delta,
@@ -214,6 +230,16 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// Validates one whole batch at the start of `buf` and returns its header. `buf` may hold more
 /// bytes after the batch.
 pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    validate_batch_shape(buf, false)
+}
+
+/// Like [`validate_batch`] for batches read back from the log, where the cleaner may have
+/// removed records from a batch (fewer records than `lastOffsetDelta + 1`).
+pub fn validate_stored_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    validate_batch_shape(buf, true)
+}
+
+fn validate_batch_shape(buf: &[u8], compacted: bool) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(buf)?;
     if h.batch_length < MIN_BATCH_LENGTH {
         return Err(BatchError::BadLength(h.batch_length));
@@ -232,7 +258,7 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    h.check_shape()?;
+    h.check_shape(compacted)?;
     Ok(h)
 }
 
@@ -314,7 +340,7 @@ pub fn peek_batch_length(buf: &[u8]) -> Option<i32> {
 }
 
 /// Zigzag varint reader for the record encoding; `None` on overrun or overlong encodings.
-fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     for shift in (0..70).step_by(7) {
         let b = *buf.get(*pos)?;
@@ -330,10 +356,10 @@ fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     None
 }
 
-/// Calls `f(offset, timestamp)` for every record of one whole, uncompressed batch, in order,
-/// stopping early when `f` returns false. Compressed batches are refused by the caller: their
-/// records are opaque here. For LogAppendTime batches every record reports `maxTimestamp`,
-/// as Kafka clients do.
+/// Calls `f(offset, timestamp)` for every record of one whole batch, in order, stopping early
+/// when `f` returns false. Compressed records are inflated first (bounded by
+/// [`crate::compression::MAX_DECOMPRESSED_BYTES`]). For LogAppendTime batches every record
+/// reports `maxTimestamp`, as Kafka clients do.
 pub fn record_timestamps(
     batch: &[u8],
     f: &mut dyn FnMut(i64, i64) -> bool,
@@ -342,10 +368,18 @@ pub fn record_timestamps(
     if h.batch_length < MIN_BATCH_LENGTH || batch.len() < h.total_len() {
         return Err(BatchError::BadLength(h.batch_length));
     }
-    if h.compression() != 0 {
-        return Err(BatchError::BadRecord("compressed records are not decoded"));
-    }
-    let body = &batch[BATCH_HEADER_LEN..h.total_len()];
+    let raw = &batch[BATCH_HEADER_LEN..h.total_len()];
+    let inflated;
+    let body: &[u8] = if h.compression() == 0 {
+        raw
+    } else {
+        inflated = crate::compression::decompress(
+            h.compression(),
+            raw,
+            crate::compression::MAX_DECOMPRESSED_BYTES,
+        )?;
+        &inflated
+    };
     let mut pos = 0usize;
     for _ in 0..h.records_count.max(0) {
         let len = read_varlong(body, &mut pos).ok_or(BatchError::BadRecord("record length"))?;
@@ -372,6 +406,138 @@ pub fn record_timestamps(
         pos = end;
     }
     Ok(())
+}
+
+/// Zigzag varint writer (the inverse of `read_varlong`).
+pub(crate) fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// One decoded record of a batch, borrowing from the (inflated) records section.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The whole encoded record, length prefix included.
+    pub encoded: &'a [u8],
+    /// The encoded record after its timestamp delta (offset delta, key, value, headers).
+    pub after_timestamp: &'a [u8],
+    /// The record attributes byte.
+    pub attributes: u8,
+}
+
+/// The records section of one whole batch, inflated when compressed (bounded by
+/// [`crate::compression::MAX_DECOMPRESSED_BYTES`]).
+pub fn records_section(
+    batch: &[u8],
+) -> Result<(BatchHeader, std::borrow::Cow<'_, [u8]>), BatchError> {
+    let h = BatchHeader::parse(batch)?;
+    if h.batch_length < MIN_BATCH_LENGTH || batch.len() < h.total_len() {
+        return Err(BatchError::BadLength(h.batch_length));
+    }
+    let raw = &batch[BATCH_HEADER_LEN..h.total_len()];
+    if h.compression() == 0 {
+        return Ok((h, std::borrow::Cow::Borrowed(raw)));
+    }
+    let inflated = crate::compression::decompress(
+        h.compression(),
+        raw,
+        crate::compression::MAX_DECOMPRESSED_BYTES,
+    )?;
+    Ok((h, std::borrow::Cow::Owned(inflated)))
+}
+
+fn read_nullable<'a>(
+    rec: &'a [u8],
+    p: &mut usize,
+    what: &'static str,
+) -> Result<Option<&'a [u8]>, BatchError> {
+    let len = read_varlong(rec, p).ok_or(BatchError::BadRecord(what))?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = p
+        .checked_add(len as usize)
+        .filter(|&e| e <= rec.len())
+        .ok_or(BatchError::BadRecord(what))?;
+    let v = &rec[*p..end];
+    *p = end;
+    Ok(Some(v))
+}
+
+/// Decodes the `count` records of a records section (see [`records_section`]) and calls `f`
+/// for each in order; stops early when `f` returns false. Headers are skipped over, not
+/// collected (so duplicate header keys stay byte for byte in `encoded`).
+pub fn decode_records<'a>(
+    body: &'a [u8],
+    count: i32,
+    f: &mut dyn FnMut(RecordRef<'a>) -> bool,
+) -> Result<(), BatchError> {
+    let mut pos = 0usize;
+    for _ in 0..count.max(0) {
+        let start_prefix = pos;
+        let len = read_varlong(body, &mut pos).ok_or(BatchError::BadRecord("record length"))?;
+        if len < 3 {
+            return Err(BatchError::BadRecord("record length"));
+        }
+        let start = pos;
+        let end = start
+            .checked_add(len as usize)
+            .filter(|&e| e <= body.len())
+            .ok_or(BatchError::BadRecord("record overruns batch"))?;
+        let rec = &body[..end];
+        let attributes = rec[start];
+        let mut p = start + 1;
+        let timestamp_delta =
+            read_varlong(rec, &mut p).ok_or(BatchError::BadRecord("timestamp delta"))?;
+        let after_ts = p;
+        let offset_delta =
+            read_varlong(rec, &mut p).ok_or(BatchError::BadRecord("offset delta"))?;
+        let key = read_nullable(rec, &mut p, "key")?;
+        let value = read_nullable(rec, &mut p, "value")?;
+        let r = RecordRef {
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            encoded: &body[start_prefix..end],
+            after_timestamp: &body[after_ts..end],
+            attributes,
+        };
+        if !f(r) {
+            return Ok(());
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// For produce on a compacted topic: the index (within the batch) of the first record without
+/// a key, or `None` when every record has one. Inflates compressed batches. Kafka refuses such
+/// records with INVALID_RECORD.
+pub fn first_keyless_record(batch: &[u8]) -> Result<Option<usize>, BatchError> {
+    let (h, body) = records_section(batch)?;
+    if h.is_control() {
+        return Ok(None);
+    }
+    let mut found = None;
+    let mut i = 0usize;
+    decode_records(&body, h.records_count, &mut |r| {
+        if r.key.is_none() {
+            found = Some(i);
+            return false;
+        }
+        i += 1;
+        true
+    })?;
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -442,6 +608,53 @@ pub(crate) mod test_encoder {
         b.extend_from_slice(&0i16.to_be_bytes());
         b.extend_from_slice(&(if producer_id >= 0 { 0i32 } else { -1 }).to_be_bytes());
         b.extend_from_slice(&(records.len() as i32).to_be_bytes());
+        b.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Compresses a records section with Kafka codec `codec`; `xerial` frames snappy the way
+    /// the Java client does.
+    pub fn compress(codec: u8, body: &[u8], xerial: bool) -> Vec<u8> {
+        use std::io::Write;
+        match codec {
+            1 => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(body).unwrap();
+                e.finish().unwrap()
+            }
+            2 if xerial => {
+                let mut out = vec![
+                    0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1,
+                ];
+                for chunk in body.chunks(100) {
+                    let c = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+                    out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&c);
+                }
+                out
+            }
+            2 => snap::raw::Encoder::new().compress_vec(body).unwrap(),
+            3 => {
+                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                e.write_all(body).unwrap();
+                e.finish().unwrap()
+            }
+            4 => {
+                ruzstd::encoding::compress_to_vec(body, ruzstd::encoding::CompressionLevel::Fastest)
+            }
+            _ => panic!("codec {codec}"),
+        }
+    }
+
+    /// Like [`encode`], with the records section really compressed.
+    pub fn encode_compressed(records: &[Rec<'_>], codec: u8, xerial: bool) -> Vec<u8> {
+        let plain = encode(records, 0, -1);
+        let body = compress(codec, &plain[61..], xerial);
+        let mut b = plain[..61].to_vec();
+        b[8..12].copy_from_slice(&((49 + body.len()) as i32).to_be_bytes());
+        b[21..23].copy_from_slice(&i16::from(codec).to_be_bytes());
         b.extend_from_slice(&body);
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
@@ -665,6 +878,56 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, [(0, 10), (1, 7), (2, 30)]);
+    }
+
+    #[test]
+    fn compressed_records_decode_with_every_codec() {
+        let big = vec![b'z'; 2_000];
+        let recs: Vec<Rec<'_>> = (0..50)
+            .map(|i| Rec {
+                ts: 1_000 + (i * 7919) % 500,
+                key: Some(b"key"),
+                value: Some(&big[..(i as usize * 37) % 2_000]),
+                headers: vec![(b"dup", Some(b"a")), (b"dup", Some(b"b"))],
+            })
+            .collect();
+        let want: Vec<(i64, i64)> = recs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as i64, r.ts))
+            .collect();
+        for (codec, xerial) in [(1, false), (2, false), (2, true), (3, false), (4, false)] {
+            let b = encode_compressed(&recs, codec, xerial);
+            let h = validate_batches(&b).unwrap()[0];
+            assert_eq!(h.compression(), codec);
+            let mut seen = vec![];
+            record_timestamps(&b, &mut |o, t| {
+                seen.push((o, t));
+                true
+            })
+            .unwrap();
+            assert_eq!(seen, want, "codec {codec} xerial {xerial}");
+        }
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        use crate::compression::decompress;
+        let body = vec![0u8; 100_000];
+        for codec in 1..=4u8 {
+            let c = compress(codec, &body, false);
+            assert_eq!(decompress(codec, &c, 100_000).unwrap().len(), 100_000);
+            assert!(matches!(
+                decompress(codec, &c, 99_999),
+                Err(BatchError::Decompression(_))
+            ));
+            assert!(decompress(codec, &c[..c.len() / 2], 1 << 20).is_err() || codec == 2);
+            assert!(decompress(codec, b"definitely not compressed", 1 << 20).is_err());
+        }
+        // A snappy block claiming 4 GiB is refused before allocating.
+        let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        assert!(decompress(2, &bomb, 1 << 20).is_err());
+        assert!(decompress(9, &bomb, 1 << 20).is_err());
     }
 
     #[test]

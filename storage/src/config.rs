@@ -7,6 +7,27 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `cleanup.policy`: what happens to old segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Time and size retention delete whole segments (Kafka's default).
+    Delete,
+    /// The log cleaner keeps the latest record per key; no retention by time or size.
+    Compact,
+    /// Both: compaction, and retention by time and size.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
 /// Settings of one partition log. `Default` gives Kafka's defaults.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
@@ -30,6 +51,16 @@ pub struct LogConfig {
     pub message_timestamp_type: TimestampType,
     /// `preallocate`: size new segment files to `segment.bytes` up front.
     pub preallocate: bool,
+    /// `cleanup.policy` (default delete).
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long tombstones survive after the cleaner first saw them
+    /// (default 1 day).
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are never compacted (default 0).
+    pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean only when the uncleaned share of the log's cleanable
+    /// bytes is at least this (default 0.5).
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -45,6 +76,10 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             preallocate: false,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod batch;
 mod checkpoint;
+pub mod compaction;
+pub mod compression;
 pub mod config;
 mod error;
 mod index;
@@ -11,12 +13,15 @@ pub mod log;
 mod segment;
 
 #[cfg(test)]
+mod compaction_tests;
+#[cfg(test)]
 mod log_tests;
 
 pub use batch::{
-    set_base_offset, set_log_append_time, set_partition_leader_epoch, validate_batches, BatchError,
-    BatchHeader, BatchIter, BATCH_HEADER_LEN,
+    first_keyless_record, set_base_offset, set_log_append_time, set_partition_leader_epoch,
+    validate_batches, BatchError, BatchHeader, BatchIter, BATCH_HEADER_LEN,
 };
-pub use config::{LogConfig, TimestampType};
+pub use compaction::{CleanTask, Cleaned, CompactionStats};
+pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::LogError;
 pub use log::{AppendResult, PartitionLog, ReadResult, RetentionStats};

@@ -9,6 +9,7 @@ use crate::batch::{self, BatchError, BatchHeader, BatchIter};
 use crate::checkpoint::{
     self, fsync_dir, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
+use crate::compaction::{self, CleanerState};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{LogError, ResultExt};
 use crate::segment::{self, Next, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
@@ -44,11 +45,13 @@ pub struct RetentionStats {
 /// Not internally synchronised: the caller wraps it in a lock. `read` takes `&self` and uses
 /// positional reads only, so a reader/writer lock works too.
 pub struct PartitionLog {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Sorted by base offset; never empty; the last one is the active segment.
-    segments: Vec<Segment>,
-    log_start_offset: i64,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start_offset: i64,
+    /// Log cleaner bookkeeping (see `compaction.rs`).
+    pub(crate) cleaner: CleanerState,
     /// Everything below this offset is known durable and validated (segments before it are
     /// trusted on an unclean restart).
     recovery_point: i64,
@@ -73,7 +76,15 @@ impl PartitionLog {
     /// byte; segments after a cut one are removed. Indexes that are missing or malformed are
     /// rebuilt from the log. The log start offset comes from its checkpoint.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
-        fs::create_dir_all(dir).ctx("create log directory", dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).ctx("create log directory", dir)?;
+            // Make the new directory's own entry durable, not only the files inside it.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(parent)?;
+            }
+        }
+        // Finish (or drop) a compaction swap a crash interrupted, before segments are listed.
+        compaction::recover_swaps(dir)?;
         let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
@@ -144,6 +155,7 @@ impl PartitionLog {
             config,
             segments,
             log_start_offset: 0,
+            cleaner: CleanerState::load(dir)?,
             recovery_point: 0,
             unflushed_messages: 0,
             first_unflushed_ms: None,
@@ -413,10 +425,10 @@ impl PartitionLog {
     }
 
     /// ListOffsets by timestamp: the earliest offset (>= log start) whose timestamp is >= `ts`,
-    /// with that timestamp. Exact per record for uncompressed CreateTime batches; for
-    /// LogAppendTime batches every record has the batch's time; for compressed batches the
-    /// answer is the first batch whose max timestamp is >= `ts`, as (its base offset, its max
-    /// timestamp), since its records are not decompressed.
+    /// with that timestamp. Exact per record for CreateTime batches: only the candidate batch's
+    /// records are decoded (inflated first when compressed). For LogAppendTime batches every
+    /// record has the batch's time. A batch whose records cannot be decoded answers at batch
+    /// level: (its base offset, its max timestamp).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         let start = self.log_start_offset;
         for seg in &self.segments {
@@ -430,7 +442,7 @@ impl PartitionLog {
             let mut sc = seg.scanner(pos);
             while let Next::Batch(_, h) = sc.next_header()? {
                 if h.max_timestamp >= ts && h.last_offset() >= start {
-                    if h.compression() != 0 || h.is_log_append_time() {
+                    if h.is_log_append_time() {
                         return Ok(Some((h.base_offset.max(start), h.max_timestamp)));
                     }
                     let bytes = sc.peek(h.total_len())?.unwrap_or(&[]);
@@ -459,7 +471,8 @@ impl PartitionLog {
     }
 
     /// (largest timestamp, its offset) over the log, or (-1, -1) when there is none. The
-    /// offset is exact for uncompressed CreateTime batches, else the batch's base offset.
+    /// offset is exact for CreateTime batches (the batch's records are decoded), else the batch's
+    /// base offset.
     pub fn max_timestamp(&self) -> (i64, i64) {
         let mut best: Option<&Segment> = None;
         for seg in &self.segments {
@@ -475,7 +488,7 @@ impl PartitionLog {
             let Some((pos, h)) = seg.locate(batch_offset)? else {
                 return Ok(None);
             };
-            if h.compression() != 0 || h.is_log_append_time() {
+            if h.is_log_append_time() {
                 return Ok(None);
             }
             let mut sc = seg.scanner(pos);
@@ -528,10 +541,18 @@ impl PartitionLog {
 
     fn delete_below_log_start(&mut self) -> Result<RetentionStats, LogError> {
         let start = self.log_start_offset;
-        let n = self
-            .segments
-            .iter()
-            .take_while(|s| s.next_offset <= start && s.size > 0)
+        let last = self.segments.len() - 1;
+        // A sealed segment covers offsets up to the next one's base (compaction may have
+        // removed its last batches); the active one up to the log end.
+        let n = (0..=last)
+            .take_while(|&i| {
+                if i < last {
+                    self.segments[i + 1].base_offset <= start
+                } else {
+                    let s = &self.segments[i];
+                    s.next_offset <= start && s.size > 0
+                }
+            })
             .count();
         self.delete_oldest(n)
     }
@@ -577,19 +598,27 @@ impl PartitionLog {
             total.segments_deleted += s.segments_deleted;
             total.bytes_deleted += s.bytes_deleted;
         };
-        if self.config.retention_ms >= 0 {
+        // cleanup.policy=compact alone keeps everything the cleaner leaves.
+        let deletes = self.config.cleanup_policy.deletes();
+        if deletes && self.config.retention_ms >= 0 {
             let limit = self.config.retention_ms;
-            let n = self
-                .segments
-                .iter()
-                .take_while(|s| {
-                    s.size > 0 && now_ms.saturating_sub(s.retention_timestamp()) > limit
-                })
-                .count();
+            let last = self.segments.len() - 1;
+            // Empty sealed segments (left by compaction) neither stop nor count on their own.
+            let mut n = 0;
+            for (i, s) in self.segments.iter().enumerate() {
+                if s.size == 0 && i < last {
+                    continue;
+                }
+                if s.size > 0 && now_ms.saturating_sub(s.retention_timestamp()) > limit {
+                    n = i + 1;
+                } else {
+                    break;
+                }
+            }
             let s = self.delete_oldest(n)?;
             add(s, &mut total);
         }
-        if self.config.retention_bytes >= 0 {
+        if deletes && self.config.retention_bytes >= 0 {
             let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
             let sealed = self.segments.len() - 1;
             let n = self.segments[..sealed]
@@ -689,6 +718,7 @@ impl PartitionLog {
         }
         self.recovery_point = self.recovery_point.min(self.active().base_offset);
         checkpoint::write_offset(&dir, RECOVERY_POINT_FILE, self.recovery_point)?;
+        self.cleaner.truncated(&dir, offset)?;
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
         Ok(())
@@ -744,7 +774,7 @@ fn preallocation(config: &LogConfig) -> Option<u64> {
     config.preallocate.then(|| config.effective_segment_bytes())
 }
 
-fn remove_segment_files(dir: &Path, base: i64) -> Result<(), LogError> {
+pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), LogError> {
     for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
         segment::remove_if_exists(&dir.join(segment::file_name(base, ext)))?;
     }

@@ -4,7 +4,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use crate::batch::test_encoder::{encode, simple, Rec};
+use crate::batch::test_encoder::{encode, encode_compressed, simple, Rec};
 use crate::batch::{validate_batches, BatchHeader, BatchIter};
 use crate::{LogConfig, LogError, PartitionLog, TimestampType};
 
@@ -372,28 +372,44 @@ fn timestamp_lookup_is_exact_for_uncompressed_records() {
 }
 
 #[test]
-fn timestamp_lookup_for_compressed_batches_is_per_batch() {
+fn timestamp_lookup_in_compressed_batches() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), cfg()).unwrap();
-    let recs = |ts: [i64; 3]| -> Vec<u8> {
-        let r: Vec<Rec<'_>> = ts
-            .iter()
+    let recs = |ts: &[i64]| -> Vec<Rec<'static>> {
+        ts.iter()
             .map(|&ts| Rec {
                 ts,
                 key: None,
                 value: Some(b"v"),
                 headers: vec![],
             })
-            .collect();
-        // Labelled zstd: the log must not look inside.
-        encode(&r, 4, -1)
+            .collect()
     };
-    log.append(&mut recs([10, 20, 30]), 0, 0).unwrap();
-    log.append(&mut recs([40, 50, 60]), 0, 0).unwrap();
-    assert_eq!(log.offset_for_timestamp(25).unwrap(), Some((0, 30)));
-    assert_eq!(log.offset_for_timestamp(31).unwrap(), Some((3, 60)));
-    assert_eq!(log.offset_for_timestamp(61).unwrap(), None);
-    assert_eq!(log.max_timestamp(), (60, 3));
+    // One batch per codec, each holding 3 records: exact answers inside every batch.
+    for (i, codec) in [1u8, 2, 3, 4].into_iter().enumerate() {
+        let t = 100 * i as i64;
+        let mut b = encode_compressed(&recs(&[t + 10, t + 20, t + 30]), codec, codec == 2);
+        log.append(&mut b, 0, 0).unwrap();
+    }
+    for (i, _) in [1u8, 2, 3, 4].into_iter().enumerate() {
+        let (t, o) = (100 * i as i64, 3 * i as i64);
+        assert_eq!(
+            log.offset_for_timestamp(t + 15).unwrap(),
+            Some((o + 1, t + 20))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(t + 30).unwrap(),
+            Some((o + 2, t + 30))
+        );
+        assert_eq!(log.offset_for_timestamp(t + 5).unwrap(), Some((o, t + 10)));
+    }
+    assert_eq!(log.offset_for_timestamp(331).unwrap(), None);
+    assert_eq!(log.max_timestamp(), (330, 11));
+    // A batch whose compressed records cannot be decoded answers at batch level.
+    let mut bad = encode(&recs(&[1_000, 2_000, 3_000]), 4, -1); // labelled zstd, not compressed
+    log.append(&mut bad, 0, 0).unwrap();
+    assert_eq!(log.offset_for_timestamp(1_500).unwrap(), Some((12, 3_000)));
+    assert_eq!(log.max_timestamp(), (3_000, 12));
 }
 
 #[test]
@@ -840,5 +856,107 @@ mod model {
             prop_assert_eq!(l.log_start_offset(), start);
             check_every_offset(&l);
         }
+    }
+}
+
+mod disk_fuzz {
+    //! Whatever is found on disk, opening and reading never panics.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn arbitrary_files_never_panic(
+            good_batches in 0usize..4,
+            garbage in proptest::collection::vec(any::<u8>(), 0..300),
+            index in proptest::collection::vec(any::<u8>(), 0..40),
+            timeindex in proptest::collection::vec(any::<u8>(), 0..40),
+            checkpoint in proptest::collection::vec(any::<u8>(), 0..12),
+            clean in any::<bool>(),
+            second_segment in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log_bytes = vec![];
+            for i in 0..good_batches {
+                let mut b = simple(2, 10, i as i64);
+                crate::batch::set_base_offset(&mut b, 2 * i as i64);
+                log_bytes.extend(b);
+            }
+            log_bytes.extend(&garbage);
+            let p = |n: &str| dir.path().join(n);
+            std::fs::write(p("00000000000000000000.log"), &log_bytes).unwrap();
+            std::fs::write(p("00000000000000000000.index"), &index).unwrap();
+            std::fs::write(p("00000000000000000000.timeindex"), &timeindex).unwrap();
+            if second_segment {
+                std::fs::write(p("00000000000000000100.log"), &garbage).unwrap();
+            }
+            std::fs::write(p("log-start-offset"), &checkpoint).unwrap();
+            std::fs::write(p("recovery-point"), &checkpoint).unwrap();
+            if clean {
+                std::fs::write(p("clean-shutdown"), b"").unwrap();
+            }
+            if let Ok(mut log) = PartitionLog::open(dir.path(), cfg()) {
+                let (start, end) = (log.log_start_offset(), log.log_end_offset());
+                prop_assert!(start <= end);
+                for o in start..=end.min(start + 50) {
+                    let _ = log.read(o, 1 << 16, i64::MAX, true);
+                }
+                let _ = log.offset_for_timestamp(0);
+                let _ = log.max_timestamp();
+                let _ = log.scan_headers(start, &mut |_| {});
+                // Whatever was recovered, appends continue at the end.
+                if !clean {
+                    let r = log.append(&mut simple(1, 1, 0), 0, 0);
+                    prop_assert_eq!(r.map(|r| r.base_offset).ok(), Some(end));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tampering_after_a_clean_close_is_caught_in_the_tail() {
+    use std::os::unix::fs::FileExt;
+    for tamper in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_segments(1_000);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        let mut last_len = 0;
+        for i in 0..10 {
+            let mut b = simple(3, 90, i);
+            last_len = b.len() as u64;
+            log.append(&mut b, 0, i).unwrap();
+        }
+        let leo = log.log_end_offset();
+        log.close().unwrap();
+        let active = dir.path().join(segment_files(dir.path()).pop().unwrap());
+        let expected = match tamper {
+            0 => {
+                append_garbage(&active, &[0x5a; 333]);
+                leo
+            }
+            1 => {
+                let half = simple(3, 200, 0);
+                append_garbage(&active, &half[..half.len() / 2]);
+                leo
+            }
+            _ => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&active)
+                    .unwrap();
+                let at = f.metadata().unwrap().len() - last_len / 2;
+                let mut b = [0u8; 1];
+                f.read_exact_at(&mut b, at).unwrap();
+                f.write_all_at(&[b[0] ^ 0x01], at).unwrap();
+                leo - 3
+            }
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        assert_eq!(log.log_end_offset(), expected, "tamper {tamper}");
+        check_every_offset(&log);
+        assert_eq!(append_simple(&mut log, 1, 1, 0).0, expected);
     }
 }

@@ -227,7 +227,7 @@ impl Segment {
         }
         // Walk from the last indexed batch to the end for the next offset.
         let start = last.map_or(0, |e| u64::from(e.position));
-        let mut sc = Scanner::new(&seg.file, &seg.log_path, start, len);
+        let mut sc = Scanner::new(&seg.file, &seg.log_path, start, len).with_chunk(LOCATE_CHUNK);
         let mut next = base;
         let mut since = 0u64;
         loop {
@@ -237,7 +237,14 @@ impl Segment {
                     tracing::warn!(segment = %seg.log_path.display(), %reason, "unexpected bytes in a trusted segment; validating it fully");
                     return Self::recover(dir, base, interval);
                 }
-                Next::Batch(_, h) => {
+                Next::Batch(pos, h) => {
+                    // The tail is where a tear would be: check its CRCs too (cheap, it is
+                    // about one index interval long).
+                    let bytes = sc.peek(h.total_len())?.unwrap_or(&[]);
+                    if let Err(e) = batch::validate_stored_batch(bytes) {
+                        tracing::warn!(segment = %seg.log_path.display(), position = pos, error = %e, "bad batch in a trusted segment's tail; validating it fully");
+                        return Self::recover(dir, base, interval);
+                    }
                     next = h.next_offset();
                     since += h.total_len() as u64;
                     sc.advance(h.total_len());
@@ -252,7 +259,9 @@ impl Segment {
             seg.last_time_entry_ts = t.timestamp;
         }
         if len > 0 {
-            let mut sc = Scanner::new(&seg.file, &seg.log_path, 0, len);
+            // Only the first header is needed: read just that.
+            let mut sc =
+                Scanner::new(&seg.file, &seg.log_path, 0, len).with_chunk(BATCH_HEADER_LEN);
             if let Next::Batch(_, h) = sc.next_header()? {
                 seg.rolling_base_ms = (h.max_timestamp >= 0).then_some(h.max_timestamp);
             }
@@ -285,7 +294,7 @@ impl Segment {
                 }
                 Next::Batch(pos, h) => {
                     let bytes = sc.peek(h.total_len())?.unwrap_or(&[]);
-                    if let Err(e) = batch::validate_batch(bytes) {
+                    if let Err(e) = batch::validate_stored_batch(bytes) {
                         torn = Some((pos, format!("at position {pos}: {e}")));
                         break;
                     }
@@ -470,6 +479,12 @@ impl Segment {
             .map_or(self.base_offset, |e| {
                 self.base_offset + i64::from(e.rel_offset)
             }))
+    }
+
+    /// A second handle on the segment file, for the log cleaner's lock-free reads of a sealed
+    /// segment (it stays readable even if the file is unlinked meanwhile).
+    pub fn clone_file(&self) -> Result<File, LogError> {
+        self.file.try_clone().ctx("open segment", &self.log_path)
     }
 
     pub fn scanner(&self, start: u64) -> Scanner<'_> {

@@ -1,0 +1,484 @@
+//! A small async Kafka admin client on the `kafka-protocol` crate: topics (describe, create,
+//! grow partitions, delete), topic configs (describe, incremental alter), cluster metadata and
+//! log-dir usage. Written for the operator and for broker-to-broker use, so it has no
+//! Kubernetes or operator knowledge.
+//!
+//! One [`Connection`] is one TCP socket with sequential request/response exchanges; the
+//! [`AdminClient`] keeps one connection per broker and sends controller-only requests
+//! (create/delete topics, create partitions) to the controller named by Metadata.
+
+mod connection;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+pub use connection::Connection;
+
+/// Kafka's config resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+/// DescribeConfigs config source meaning "set on the topic".
+pub const SOURCE_TOPIC_CONFIG: i8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("no bootstrap address could be reached: {0}")]
+    NoBroker(String),
+    #[error("I/O with {addr}: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("request to {addr} timed out after {after:?}")]
+    Timeout { addr: String, after: Duration },
+    #[error("encoding or decoding {api}: {message}")]
+    Codec { api: &'static str, message: String },
+    #[error("broker does not support {api} in a version this client speaks")]
+    Unsupported { api: &'static str },
+    #[error("{api} on {resource}: {error:?}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Kafka {
+        api: &'static str,
+        resource: String,
+        error: ResponseError,
+        message: Option<String>,
+    },
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The Kafka error code's kind, when this is a broker-reported error.
+    pub fn kafka_error(&self) -> Option<&ResponseError> {
+        match self {
+            Error::Kafka { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn check(api: &'static str, resource: &str, code: i16, message: Option<&StrBytes>) -> Result<()> {
+    match code.err() {
+        None => Ok(()),
+        Some(error) => Err(Error::Kafka {
+            api,
+            resource: resource.to_string(),
+            error,
+            message: message.map(|m| m.to_string()),
+        }),
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A broker as Metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// A topic as Metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    /// UUID, empty when the broker's Metadata version carries none.
+    pub id: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub internal: bool,
+}
+
+/// One config entry of a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub value: Option<String>,
+    /// Kafka's config source (1 = set on the topic, 5 = static broker config, 5/6 = defaults).
+    pub source: i8,
+    pub read_only: bool,
+}
+
+/// A broker log directory's capacity and use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDirInfo {
+    pub path: String,
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+    /// Sum of the partition sizes in the directory.
+    pub used_by_partitions: i64,
+}
+
+/// Cluster view from Metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub cluster_id: Option<String>,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// An admin client over a bootstrap list.
+pub struct AdminClient {
+    bootstrap: Vec<String>,
+    timeout: Duration,
+    /// Connection to any broker (the first bootstrap address that answered).
+    any: Connection,
+    /// Connections by broker id (controller and log-dir requests).
+    by_id: HashMap<i32, Connection>,
+}
+
+impl AdminClient {
+    /// Connects to the first reachable address of `bootstrap` (comma-separated `host:port`).
+    pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Self> {
+        let addrs: Vec<String> = bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut errors = Vec::new();
+        for a in &addrs {
+            match Connection::connect(a, timeout).await {
+                Ok(c) => {
+                    return Ok(Self {
+                        bootstrap: addrs.clone(),
+                        timeout,
+                        any: c,
+                        by_id: HashMap::new(),
+                    })
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(Error::NoBroker(errors.join("; ")))
+    }
+
+    /// The bootstrap list this client was made with.
+    pub fn bootstrap(&self) -> &[String] {
+        &self.bootstrap
+    }
+
+    async fn metadata(
+        &mut self,
+        topics: Option<&[&str]>,
+    ) -> Result<kafka_protocol::messages::MetadataResponse> {
+        // Never auto-create: describing a missing topic must not bring it into existence.
+        let req = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|t| {
+                t.iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                    .collect()
+            }));
+        self.any.send(req).await
+    }
+
+    /// Brokers and the controller.
+    pub async fn describe_cluster(&mut self) -> Result<ClusterInfo> {
+        let md = self.metadata(Some(&[])).await?;
+        Ok(ClusterInfo {
+            cluster_id: md.cluster_id.map(|c| c.to_string()),
+            controller_id: md.controller_id.0,
+            brokers: md
+                .brokers
+                .iter()
+                .map(|b| BrokerInfo {
+                    id: b.node_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
+                })
+                .collect(),
+        })
+    }
+
+    async fn conn_to(&mut self, id: i32) -> Result<&mut Connection> {
+        if !self.by_id.contains_key(&id) {
+            let cluster = self.describe_cluster().await?;
+            let b =
+                cluster.brokers.iter().find(|b| b.id == id).ok_or_else(|| {
+                    Error::Protocol(format!("broker {id} is not in the metadata"))
+                })?;
+            let c = Connection::connect(&format!("{}:{}", b.host, b.port), self.timeout).await?;
+            self.by_id.insert(id, c);
+        }
+        self.by_id
+            .get_mut(&id)
+            .ok_or_else(|| Error::Protocol(format!("no connection to broker {id}")))
+    }
+
+    async fn controller(&mut self) -> Result<&mut Connection> {
+        let id = self.describe_cluster().await?.controller_id;
+        if id < 0 {
+            // No controller known: the connected broker is the best target.
+            return Ok(&mut self.any);
+        }
+        match self.conn_to(id).await {
+            Ok(_) => self.conn_to(id).await,
+            // An advertised address we can't reach (e.g. cluster DNS from outside): fall back.
+            Err(Error::Connect { .. }) => Ok(&mut self.any),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Describes one topic; `Ok(None)` when it doesn't exist.
+    pub async fn describe_topic(&mut self, name: &str) -> Result<Option<TopicInfo>> {
+        let md = self.metadata(Some(&[name])).await?;
+        let Some(t) = md.topics.into_iter().next() else {
+            return Ok(None);
+        };
+        if t.error_code.err() == Some(ResponseError::UnknownTopicOrPartition) {
+            return Ok(None);
+        }
+        check("Metadata", name, t.error_code, None)?;
+        let id = t.topic_id.to_string();
+        Ok(Some(TopicInfo {
+            name: t
+                .name
+                .map(|n| n.0.to_string())
+                .unwrap_or_else(|| name.to_string()),
+            id: if id == "00000000-0000-0000-0000-000000000000" {
+                String::new()
+            } else {
+                id
+            },
+            partitions: t.partitions.len() as i32,
+            replication_factor: t
+                .partitions
+                .iter()
+                .map(|p| p.replica_nodes.len() as i32)
+                .max()
+                .unwrap_or(0),
+            internal: t.is_internal,
+        }))
+    }
+
+    /// Names of every topic.
+    pub async fn list_topics(&mut self) -> Result<Vec<String>> {
+        let md = self.metadata(None).await?;
+        Ok(md
+            .topics
+            .into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.to_string()))
+            .collect())
+    }
+
+    /// Creates a topic; returns its id (empty if the broker gave none).
+    pub async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(sb(k))
+                            .with_value(Some(sb(v)))
+                    })
+                    .collect(),
+            );
+        let timeout_ms = self.timeout.as_millis() as i32;
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(timeout_ms);
+        let resp = self.controller().await?.send(req).await?;
+        let r = resp
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("CreateTopics: empty response".into()))?;
+        check("CreateTopics", name, r.error_code, r.error_message.as_ref())?;
+        Ok(r.topic_id.to_string())
+    }
+
+    /// Grows a topic to `count` partitions (Kafka never shrinks).
+    pub async fn create_partitions(&mut self, name: &str, count: i32) -> Result<()> {
+        let timeout_ms = self.timeout.as_millis() as i32;
+        let req = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(name))
+                .with_count(count)
+                .with_assignments(None)])
+            .with_timeout_ms(timeout_ms);
+        let resp = self.controller().await?.send(req).await?;
+        let r = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("CreatePartitions: empty response".into()))?;
+        check(
+            "CreatePartitions",
+            name,
+            r.error_code,
+            r.error_message.as_ref(),
+        )
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&mut self, name: &str) -> Result<()> {
+        let timeout_ms = self.timeout.as_millis() as i32;
+        let req = DeleteTopicsRequest::default()
+            .with_topic_names(vec![topic_name(name)])
+            .with_topics(vec![
+                DeleteTopicState::default().with_name(Some(topic_name(name)))
+            ])
+            .with_timeout_ms(timeout_ms);
+        let resp = self.controller().await?.send(req).await?;
+        let r = resp
+            .responses
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("DeleteTopics: empty response".into()))?;
+        check("DeleteTopics", name, r.error_code, r.error_message.as_ref())
+    }
+
+    /// Every config entry of a topic.
+    pub async fn describe_topic_config(
+        &mut self,
+        name: &str,
+    ) -> Result<BTreeMap<String, ConfigEntry>> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(sb(name))
+                .with_configuration_keys(None),
+        ]);
+        let resp = self.any.send(req).await?;
+        let r = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("DescribeConfigs: empty response".into()))?;
+        check(
+            "DescribeConfigs",
+            name,
+            r.error_code,
+            r.error_message.as_ref(),
+        )?;
+        Ok(r.configs
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    ConfigEntry {
+                        value: c.value.map(|v| v.to_string()),
+                        source: c.config_source,
+                        read_only: c.read_only,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Sets `set` and removes (back to default) `delete` on a topic, atomically per topic.
+    pub async fn alter_topic_config(
+        &mut self,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<()> {
+        let mut configs: Vec<AlterableConfig> = set
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(sb(k))
+                    .with_config_operation(OP_SET)
+                    .with_value(Some(sb(v)))
+            })
+            .collect();
+        configs.extend(delete.iter().map(|k| {
+            AlterableConfig::default()
+                .with_name(sb(k))
+                .with_config_operation(OP_DELETE)
+                .with_value(None)
+        }));
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(sb(name))
+                .with_configs(configs),
+        ]);
+        let resp = self.any.send(req).await?;
+        let r = resp
+            .responses
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("IncrementalAlterConfigs: empty response".into()))?;
+        check(
+            "IncrementalAlterConfigs",
+            name,
+            r.error_code,
+            r.error_message.as_ref(),
+        )
+    }
+
+    /// Log directories of one broker (for storage autoscaling).
+    pub async fn describe_log_dirs(&mut self, broker_id: i32) -> Result<Vec<LogDirInfo>> {
+        let req = DescribeLogDirsRequest::default().with_topics(None);
+        let resp = self.conn_to(broker_id).await?.send(req).await?;
+        check(
+            "DescribeLogDirs",
+            &format!("broker {broker_id}"),
+            resp.error_code,
+            None,
+        )?;
+        let mut out = Vec::new();
+        for d in resp.results {
+            check(
+                "DescribeLogDirs",
+                &d.log_dir.to_string(),
+                d.error_code,
+                None,
+            )?;
+            out.push(LogDirInfo {
+                path: d.log_dir.to_string(),
+                total_bytes: d.total_bytes,
+                usable_bytes: d.usable_bytes,
+                used_by_partitions: d
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.partition_size))
+                    .sum(),
+            });
+        }
+        Ok(out)
+    }
+}

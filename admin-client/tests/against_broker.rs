@@ -1,0 +1,159 @@
+//! The admin client against a real rivulet-broker started by the test (skips when not built).
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use rivulet_admin_client::{AdminClient, Error, SOURCE_TOPIC_CONFIG};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn broker_bin() -> Option<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(d) = std::env::var("RIVULET_BIN_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
+    if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
+        dirs.push(PathBuf::from(d).join("release"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("rivulet-broker"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start(dir: &std::path::Path) -> Option<(Proc, String)> {
+    let Some(bin) = broker_bin() else {
+        eprintln!("SKIPPED: rivulet-broker is not built (cargo build --release -p rivulet-broker)");
+        return None;
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin)
+        .args([
+            "--broker-id",
+            "7",
+            "--listen-addr",
+            &addr,
+            "--advertised-addr",
+            &addr,
+            "--rack",
+            "zone-x",
+        ])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--data-dir", &dir.display().to_string()])
+        .env("RIVULET_LOG_LEVEL", "warn")
+        .spawn()
+        .expect("spawn broker");
+    let p = Proc(child);
+    let start = Instant::now();
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "broker never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((p, addr))
+}
+
+#[tokio::test]
+async fn topic_admin_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_p, addr)) = start(dir.path()) else {
+        return;
+    };
+    let mut admin = AdminClient::connect(&format!("127.0.0.1:1,{addr}"), Duration::from_secs(10))
+        .await
+        .expect("connect skips the dead address");
+
+    let cluster = admin.describe_cluster().await.expect("cluster");
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.brokers[0].id, 7);
+    assert_eq!(cluster.brokers[0].rack.as_deref(), Some("zone-x"));
+
+    assert_eq!(admin.describe_topic("t1").await.expect("describe"), None);
+    let cfg = BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]);
+    admin.create_topic("t1", 2, 1, &cfg).await.expect("create");
+    let err = admin
+        .create_topic("t1", 2, 1, &cfg)
+        .await
+        .expect_err("duplicate");
+    assert_eq!(
+        err.kafka_error(),
+        Some(&ResponseError::TopicAlreadyExists),
+        "{err}"
+    );
+    let t = admin
+        .describe_topic("t1")
+        .await
+        .expect("describe")
+        .expect("exists");
+    assert_eq!((t.partitions, t.replication_factor), (2, 1));
+    assert!(admin
+        .list_topics()
+        .await
+        .expect("list")
+        .contains(&"t1".to_string()));
+
+    admin.create_partitions("t1", 4).await.expect("grow");
+    assert_eq!(
+        admin
+            .describe_topic("t1")
+            .await
+            .expect("d")
+            .expect("t")
+            .partitions,
+        4
+    );
+
+    let c = admin.describe_topic_config("t1").await.expect("configs");
+    let e = c.get("retention.ms").expect("retention.ms listed");
+    assert_eq!(e.value.as_deref(), Some("60000"));
+    assert_eq!(e.source, SOURCE_TOPIC_CONFIG);
+
+    admin
+        .alter_topic_config("t1", &BTreeMap::new(), &["retention.ms".to_string()])
+        .await
+        .expect("delete config");
+    let c = admin.describe_topic_config("t1").await.expect("configs");
+    assert_ne!(
+        c.get("retention.ms").map(|e| e.source),
+        Some(SOURCE_TOPIC_CONFIG)
+    );
+
+    let dirs = admin.describe_log_dirs(7).await.expect("log dirs");
+    assert!(!dirs.is_empty());
+    assert!(dirs[0].total_bytes > 0, "{dirs:?}");
+
+    admin.delete_topic("t1").await.expect("delete");
+    assert_eq!(admin.describe_topic("t1").await.expect("describe"), None);
+    let err = admin.delete_topic("t1").await.expect_err("gone");
+    assert!(matches!(err, Error::Kafka { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_bootstrap_is_an_error_not_a_hang() {
+    let start = Instant::now();
+    let err = AdminClient::connect("127.0.0.1:1", Duration::from_secs(2))
+        .await
+        .err()
+        .expect("no broker there");
+    assert!(matches!(err, Error::NoBroker(_)), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,231 @@
+//! The `zookeeper-client` crate (the client the brokers use) against the real
+//! rivulet-coordinator binary: CRUD, versions, one-shot and persistent watches,
+//! multi, and session re-establishment (also across a coordinator restart).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zookeeper_client as zk;
+
+struct Server {
+    child: Child,
+    addr: String,
+    data: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Server {
+    fn start_in(data: tempfile::TempDir, port: u16) -> Server {
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_rivulet-coordinator"))
+            .args(["--client-addr", &addr])
+            .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--tick-time-ms", "100", "--max-session-timeout-ms", "10000"])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn coordinator");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "coordinator did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, addr, data }
+    }
+
+    fn start() -> Server {
+        Server::start_in(tempfile::tempdir().expect("tempdir"), free_port())
+    }
+
+    /// Graceful stop (SIGTERM), keeping the data dir for a restart.
+    fn stop(mut self) -> (tempfile::TempDir, u16) {
+        let port = self
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("tempdir"));
+        (data, port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn client(addr: &str) -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(6))
+        .connect(addr)
+        .await
+        .expect("connect")
+}
+
+async fn event<F: std::future::Future<Output = zk::WatchedEvent>>(f: F) -> zk::WatchedEvent {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("watch event within 10s")
+}
+
+#[tokio::test]
+async fn crud_versions_watches_and_multi() {
+    let server = Server::start();
+    let a = client(&server.addr).await;
+    let b = client(&server.addr).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+
+    let (stat, _) = a.create("/brokers", b"", &open).await.unwrap();
+    assert_eq!(stat.version, 0);
+    assert_eq!(
+        a.create("/brokers", b"", &open).await.unwrap_err(),
+        zk::Error::NodeExists
+    );
+    assert_eq!(
+        a.create("/no/parent", b"", &open).await.unwrap_err(),
+        zk::Error::NoNode
+    );
+
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (_, s0) = a.create("/brokers/seq-", b"", &seq).await.unwrap();
+    let (_, s1) = a.create("/brokers/seq-", b"", &seq).await.unwrap();
+    assert_eq!((s0.into_i64(), s1.into_i64()), (0, 1));
+
+    // Versions and compare-and-set.
+    let st = a.set_data("/brokers", b"v1", Some(0)).await.unwrap();
+    assert_eq!(st.version, 1);
+    assert_eq!(
+        a.set_data("/brokers", b"v2", Some(0)).await.unwrap_err(),
+        zk::Error::BadVersion
+    );
+    let (data, st) = b.get_data("/brokers").await.unwrap();
+    assert_eq!((data.as_slice(), st.version), (&b"v1"[..], 1));
+
+    // One-shot data watch: fires once, before the new data is visible to b.
+    let (_, _, w) = b.get_and_watch_data("/brokers").await.unwrap();
+    a.set_data("/brokers", b"v2", None).await.unwrap();
+    let ev = event(w.changed()).await;
+    assert_eq!(ev.event_type, zk::EventType::NodeDataChanged);
+    assert_eq!(ev.path, "/brokers");
+
+    // Child watch.
+    let (_, _, w) = b.get_and_watch_children("/brokers").await.unwrap();
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    a.create("/brokers/1", b"{\"rack\":\"a\"}", &eph)
+        .await
+        .unwrap();
+    let ev = event(w.changed()).await;
+    assert_eq!(ev.event_type, zk::EventType::NodeChildrenChanged);
+
+    // Persistent recursive watch sees creates, changes and deletes below it.
+    let mut pw = b
+        .watch("/brokers", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    a.set_data("/brokers/1", b"x", None).await.unwrap();
+    a.delete("/brokers/seq-0000000000", None).await.unwrap();
+    let e1 = event(pw.changed()).await;
+    let e2 = event(pw.changed()).await;
+    assert_eq!(
+        (e1.event_type, e1.path.as_str()),
+        (zk::EventType::NodeDataChanged, "/brokers/1")
+    );
+    assert_eq!(
+        (e2.event_type, e2.path.as_str()),
+        (zk::EventType::NodeDeleted, "/brokers/seq-0000000000")
+    );
+
+    // Multi: all or nothing, with the failing index.
+    let mut m = a.new_multi_writer();
+    m.add_create("/topics", b"", &open).unwrap();
+    m.add_check_version("/brokers", 2).unwrap();
+    m.add_set_data("/brokers", b"v3", Some(2)).unwrap();
+    assert_eq!(m.commit().await.unwrap().len(), 3);
+    let mut m = a.new_multi_writer();
+    m.add_create("/topics/t1", b"", &open).unwrap();
+    m.add_delete("/brokers", Some(0)).unwrap();
+    match m.commit().await {
+        Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+            assert_eq!((index, source), (1, zk::Error::BadVersion));
+        }
+        other => panic!("expected failure at index 1, got {other:?}"),
+    }
+    assert_eq!(a.check_stat("/topics/t1").await.unwrap(), None);
+
+    // Ephemerals vanish when their session closes.
+    assert_eq!(b.list_ephemerals("/").await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        a.list_ephemerals("/").await.unwrap(),
+        vec!["/brokers/1".to_string()]
+    );
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.check_stat("/brokers/1").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "ephemeral outlived its closed session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn session_reestablishment_and_restart() {
+    let server = Server::start();
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let a = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(6))
+        .with_detached()
+        .connect(&server.addr)
+        .await
+        .unwrap();
+    let sid = a.session_id();
+    a.create("/controller", b"1", &eph).await.unwrap();
+    let session = a.into_session();
+
+    // Same process, new connection, same session: the ephemeral is still ours.
+    let a2 = zk::Client::connector()
+        .with_session(session)
+        .with_detached()
+        .connect(&server.addr)
+        .await
+        .unwrap();
+    assert_eq!(a2.session_id(), sid);
+    let st = a2
+        .check_stat("/controller")
+        .await
+        .unwrap()
+        .expect("ephemeral kept");
+    assert_eq!(st.ephemeral_owner, sid.0);
+    let session = a2.into_session();
+
+    // Restart the coordinator: the session and its ephemeral come back from disk.
+    let (data, port) = server.stop();
+    let server = Server::start_in(data, port);
+    let a3 = zk::Client::connector()
+        .with_session(session)
+        .connect(&server.addr)
+        .await
+        .unwrap();
+    assert_eq!(a3.session_id(), sid);
+    let (data, _) = a3.get_data("/controller").await.unwrap();
+    assert_eq!(data, b"1");
+
+    drop(a3);
+}

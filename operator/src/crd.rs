@@ -1,0 +1,476 @@
+//! The custom resources: `KafkaCluster` and `KafkaTopic` (`rivulet.dev/v1alpha1`).
+//!
+//! Doc comments on every field become the schema's descriptions, so `kubectl explain`
+//! and `docs/crd-reference.md` (generated from the same schema) document the API.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every Rivulet resource.
+pub const GROUP: &str = "rivulet.dev";
+/// API version of every Rivulet resource.
+pub const VERSION: &str = "v1alpha1";
+
+/// A Kafka-compatible cluster spread over availability zones, with its coordinator.
+// printcolumn(...) repeats `type_ = ...` by design; clippy reads that as a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "rivulet.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    plural = "kafkaclusters",
+    singular = "kafkacluster",
+    shortname = "kc",
+    shortname = "kafka",
+    namespaced,
+    status = "KafkaClusterStatus",
+    doc = "A Kafka-compatible Rivulet cluster: brokers spread over zones plus a coordinator.",
+    printcolumn(
+        name = "Zones",
+        type_ = "string",
+        json_path = ".spec.zones",
+        description = "Availability zones"
+    ),
+    printcolumn(
+        name = "Per-zone",
+        type_ = "integer",
+        json_path = ".spec.brokersPerZone",
+        description = "Brokers per zone"
+    ),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.brokerType",
+        description = "Broker size preset"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".status.bootstrapAddress",
+        description = "Bootstrap address for clients"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Availability zones (values of the node label `topology.kubernetes.io/zone`), one broker
+    /// StatefulSet per zone. Zones can only be appended: existing entries can't be removed or
+    /// reordered, because a zone's position fixes the broker ids of its brokers.
+    // Bounded lengths keep the CEL rule's estimated cost within the API server's limits.
+    #[schemars(length(min = 1, max = 9), inner(length(min = 1, max = 63)))]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "set",
+        "x-kubernetes-validations" = [{
+            "rule": "self.size() >= oldSelf.size() && oldSelf.all(z, self.indexOf(z) == oldSelf.indexOf(z))",
+            "message": "zones are append-only: existing zones can't be removed or reordered"
+        }]
+    ))]
+    pub zones: Vec<String>,
+
+    /// Number of brokers in each zone (the StatefulSet replicas of each zone).
+    #[schemars(range(min = 1, max = 999))]
+    pub brokers_per_zone: i32,
+
+    /// Broker size preset, mapped to CPU and memory requests and limits (like Amazon MSK's broker
+    /// types). `resources` overrides the preset when set.
+    #[serde(default)]
+    pub broker_type: BrokerType,
+
+    /// Explicit CPU/memory requests and limits for every broker; overrides `brokerType`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Per-broker storage.
+    pub storage: BrokerStorage,
+
+    /// The ZooKeeper-compatible coordinator that holds the cluster's metadata.
+    #[serde(default)]
+    pub coordinator: CoordinatorSpec,
+
+    /// Broker configuration overrides with Kafka key names (for example `log.retention.ms`).
+    /// Unknown keys and keys the operator owns (`broker.id`, `listeners`, `advertised.listeners`,
+    /// `log.dirs`, `zookeeper.connect`, `broker.rack`) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// Broker log level (`error`, `warn`, `info`, `debug`, `trace`).
+    #[serde(default = "default_log_level")]
+    #[schemars(regex(pattern = r"^(error|warn|info|debug|trace)$"))]
+    pub log_level: String,
+
+    /// Container image overrides.
+    #[serde(default)]
+    pub image: ImageSpec,
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// Broker size presets. CPU and memory follow Amazon MSK's broker types of the same name.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum BrokerType {
+    // 2 vCPU burstable, 2 GiB: development only.
+    #[serde(rename = "kafka.t3.small")]
+    T3Small,
+    // 2 vCPU, 8 GiB.
+    #[default]
+    #[serde(rename = "kafka.m5.large")]
+    M5Large,
+    // 4 vCPU, 16 GiB.
+    #[serde(rename = "kafka.m5.xlarge")]
+    M5Xlarge,
+    // 8 vCPU, 32 GiB.
+    #[serde(rename = "kafka.m5.2xlarge")]
+    M5_2xlarge,
+    // 16 vCPU, 64 GiB.
+    #[serde(rename = "kafka.m5.4xlarge")]
+    M5_4xlarge,
+}
+
+/// Quantity pattern accepted for storage sizes (binary or decimal suffixes).
+pub const SIZE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+
+/// Per-broker storage: one PersistentVolumeClaim per broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
+    "message": "storage.size can't decrease"
+}]))]
+pub struct BrokerStorage {
+    /// Volume size per broker (a Kubernetes quantity, e.g. `100Gi`). It can grow, never shrink.
+    #[schemars(
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"),
+        length(max = 32)
+    )]
+    pub size: String,
+
+    /// StorageClass of the broker volumes; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// Automatic storage growth, following Amazon MSK's rules made explicit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<StorageAutoscaling>,
+}
+
+/// Storage autoscaling policy: when a broker's log-dir use passes the target utilization, its
+/// volume grows (never shrinks), bounded by `maxSize`, by at least `minIncrement`, and not more
+/// often than `cooldown`. The StorageClass must allow volume expansion.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageAutoscaling {
+    /// Turns autoscaling on.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Disk use, in percent, above which a broker's volume grows.
+    #[serde(default = "default_target_utilization")]
+    #[schemars(range(min = 10, max = 80))]
+    pub target_utilization_percent: i32,
+
+    /// Upper bound of a broker's volume size (a Kubernetes quantity).
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub max_size: String,
+
+    /// Smallest growth step (a Kubernetes quantity).
+    #[serde(default = "default_min_increment")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub min_increment: String,
+
+    /// Growth step in percent of the current size (the larger of this and `minIncrement` applies).
+    #[serde(default = "default_increment_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub increment_percent: i32,
+
+    /// Minimum time between two growths of the same volume (a duration such as `6h` or `30m`).
+    #[serde(default = "default_cooldown")]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    pub cooldown: String,
+}
+
+fn default_target_utilization() -> i32 {
+    60
+}
+fn default_min_increment() -> String {
+    "10Gi".to_string()
+}
+fn default_increment_percent() -> i32 {
+    10
+}
+fn default_cooldown() -> String {
+    "6h".to_string()
+}
+
+/// The coordinator (ZooKeeper-compatible metadata service).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CoordinatorSpec {
+    /// Number of coordinator replicas. Only 1 is supported until the replicated ensemble exists.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 7))]
+    pub replicas: i32,
+
+    /// Volume size of each coordinator replica (a Kubernetes quantity).
+    #[serde(default = "default_coordinator_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub storage_size: String,
+
+    /// StorageClass of the coordinator volumes; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// CPU/memory requests and limits of the coordinator; a small default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for CoordinatorSpec {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            storage_size: default_coordinator_size(),
+            storage_class_name: None,
+            resources: None,
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+fn default_coordinator_size() -> String {
+    "1Gi".to_string()
+}
+
+/// Image overrides.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Image with both server binaries; the operator's default (`rivulet-broker` at the
+    /// operator's version) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+
+    /// Pull policy for the image (`Always`, `IfNotPresent`, `Never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(Always|IfNotPresent|Never)$"))]
+    pub pull_policy: Option<String>,
+
+    /// Secrets used to pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_secrets: Vec<String>,
+}
+
+/// Observed state of a KafkaCluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// `Ready`, `Progressing` and `Degraded`, with reasons and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `host:port` list for Kafka clients inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_address: Option<String>,
+
+    /// Ready and desired brokers of each zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneStatus>,
+
+    /// The zones last applied, in order: the append-only check compares against it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_zones: Vec<String>,
+
+    /// The broker volume size last applied: the no-shrink check compares against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_storage_size: Option<String>,
+
+    /// Per-broker storage use, filled by the storage controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<BrokerStatus>,
+}
+
+/// Brokers of one zone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatus {
+    /// Zone name.
+    pub zone: String,
+    /// Brokers whose pods are ready.
+    pub ready_brokers: i32,
+    /// Brokers wanted in this zone.
+    pub desired_brokers: i32,
+}
+
+/// One broker's storage use.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// Broker id.
+    pub id: i32,
+    /// Zone of the broker.
+    pub zone: String,
+    /// Bytes used on the broker's log dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_used_bytes: Option<i64>,
+    /// Bytes of capacity of the broker's log dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_total_bytes: Option<i64>,
+}
+
+/// A Kafka topic, managed through the Kafka admin protocol on the cluster it names.
+// printcolumn(...) repeats `type_ = ...` by design; clippy reads that as a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "rivulet.dev",
+    version = "v1alpha1",
+    kind = "KafkaTopic",
+    plural = "kafkatopics",
+    singular = "kafkatopic",
+    shortname = "kt",
+    namespaced,
+    status = "KafkaTopicStatus",
+    doc = "A topic on a Rivulet KafkaCluster in the same namespace.",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef.name",
+        description = "KafkaCluster"
+    ),
+    printcolumn(
+        name = "Partitions",
+        type_ = "integer",
+        json_path = ".spec.partitions",
+        description = "Partitions"
+    ),
+    printcolumn(
+        name = "RF",
+        type_ = "integer",
+        json_path = ".spec.replicationFactor",
+        description = "Replication factor"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTopicSpec {
+    /// The KafkaCluster (same namespace) that holds the topic.
+    pub cluster_ref: ClusterRef,
+
+    /// Kafka topic name; `metadata.name` when absent. Can't change once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "topicName is immutable"
+    }]))]
+    pub topic_name: Option<String>,
+
+    /// Number of partitions. Can grow; shrinking is refused.
+    #[schemars(range(min = 1, max = 100000))]
+    pub partitions: i32,
+
+    /// Replicas of each partition. Can't change once the topic exists.
+    #[serde(default = "one_i16")]
+    #[schemars(range(min = 1, max = 32))]
+    pub replication_factor: i16,
+
+    /// Topic configuration with Kafka key names (for example `retention.ms`). Keys set here are
+    /// enforced; changes made outside the resource are reverted on the next resync.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// What happens to the Kafka topic when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn one_i16() -> i16 {
+    1
+}
+
+/// Reference to a KafkaCluster in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRef {
+    /// Name of the KafkaCluster.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// What happens to the Kafka topic when its KafkaTopic is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    // Delete the Kafka topic and its data.
+    #[default]
+    Delete,
+    // Keep the Kafka topic; only the resource goes.
+    Retain,
+}
+
+/// Observed state of a KafkaTopic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTopicStatus {
+    /// `Ready` and `Degraded`, with reasons and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The topic's id in the cluster (UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    /// The topic name in Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_name: Option<String>,
+    /// Partitions the topic has in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Replication factor of the topic in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
+}
+
+impl KafkaTopic {
+    /// The Kafka topic name: `spec.topicName`, else `metadata.name`.
+    pub fn topic_name(&self) -> String {
+        self.spec
+            .topic_name
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,17 @@
+//! Rivulet's Kubernetes operator: CRD types, pure validation and builders, and the
+//! controllers that apply them.
+
+pub mod builders;
+pub mod cluster_controller;
+pub mod conditions;
+pub mod context;
+pub mod crd;
+pub mod crdgen;
+pub mod fakeapi;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod presets;
+pub mod quantity;
+pub mod topic_controller;
+pub mod validate;

@@ -1,0 +1,129 @@
+//! The CRDs' CEL rules (x-kubernetes-validations) evaluated client-side with kube's CEL
+//! validator, so a typo in a rule or a rule that doesn't do what it says fails here, not in a
+//! real API server. Also checks each rule stays within the API server's cost budget.
+
+mod fixtures;
+
+use kube::core::cel::{compile_schema, estimate_rule_cost, Validator};
+use kube::CustomResourceExt;
+use rivulet_operator::crd::{KafkaCluster, KafkaTopic};
+use serde_json::{json, Value};
+
+fn schema<K: CustomResourceExt>() -> Value {
+    let crd = K::crd();
+    let s = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    serde_json::to_value(s).expect("json")
+}
+
+fn cluster() -> Value {
+    serde_json::to_value(fixtures::three_zone_cluster()).expect("json")
+}
+
+/// Messages of the rules `new` breaks, given `old`.
+fn broken(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<String> {
+    match Validator::new().validate(schema, new, old) {
+        Ok(()) => vec![],
+        Err(errs) => errs.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+#[test]
+fn zones_are_append_only() {
+    let s = schema::<KafkaCluster>();
+    let old = cluster();
+    assert_eq!(broken(&s, &old, None), Vec::<String>::new());
+    assert_eq!(broken(&s, &old, Some(&old)), Vec::<String>::new());
+
+    let mut appended = old.clone();
+    appended["spec"]["zones"] = json!(["eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"]);
+    assert_eq!(broken(&s, &appended, Some(&old)), Vec::<String>::new());
+
+    for zones in [
+        json!(["eu-west-1b", "eu-west-1a", "eu-west-1c"]),
+        json!(["eu-west-1a", "eu-west-1c"]),
+    ] {
+        let mut bad = old.clone();
+        bad["spec"]["zones"] = zones.clone();
+        let errs = broken(&s, &bad, Some(&old));
+        assert!(
+            errs.iter().any(|m| m.contains("append-only")),
+            "{zones}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn storage_size_never_decreases() {
+    let s = schema::<KafkaCluster>();
+    let old = cluster();
+    let mut grown = old.clone();
+    grown["spec"]["storage"]["size"] = json!("200Gi");
+    assert_eq!(broken(&s, &grown, Some(&old)), Vec::<String>::new());
+    let mut same_in_other_units = old.clone();
+    same_in_other_units["spec"]["storage"]["size"] = json!("102400Mi");
+    assert_eq!(
+        broken(&s, &same_in_other_units, Some(&old)),
+        Vec::<String>::new()
+    );
+    let mut shrunk = old.clone();
+    shrunk["spec"]["storage"]["size"] = json!("50Gi");
+    let errs = broken(&s, &shrunk, Some(&old));
+    assert!(
+        errs.iter().any(|m| m.contains("can't decrease")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn topic_name_is_immutable() {
+    let s = schema::<KafkaTopic>();
+    let old = json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "t"},
+        "spec": {"clusterRef": {"name": "demo"}, "partitions": 1, "topicName": "orders"}});
+    assert_eq!(broken(&s, &old, Some(&old)), Vec::<String>::new());
+    let mut renamed = old.clone();
+    renamed["spec"]["topicName"] = json!("orders-v2");
+    let errs = broken(&s, &renamed, Some(&old));
+    assert!(errs.iter().any(|m| m.contains("immutable")), "{errs:?}");
+}
+
+/// Every node carrying rules: (path, node).
+fn rule_nodes<'a>(path: String, node: &'a Value, out: &mut Vec<(String, &'a Value)>) {
+    if node.get("x-kubernetes-validations").is_some() {
+        out.push((path.clone(), node));
+    }
+    if let Some(props) = node["properties"].as_object() {
+        for (k, v) in props {
+            rule_nodes(format!("{path}.{k}"), v, out);
+        }
+    }
+    if node.get("items").is_some() {
+        rule_nodes(format!("{path}[]"), &node["items"], out);
+    }
+}
+
+#[test]
+fn rules_compile_within_cost_budget() {
+    let mut seen = 0;
+    for s in [schema::<KafkaCluster>(), schema::<KafkaTopic>()] {
+        let mut nodes = Vec::new();
+        rule_nodes(String::new(), &s, &mut nodes);
+        for (path, node) in nodes {
+            let compiled = compile_schema(node);
+            for r in &compiled.validations {
+                assert!(r.is_ok(), "{path}: rule does not compile: {r:?}");
+            }
+            for rule in node["x-kubernetes-validations"].as_array().expect("rules") {
+                let rule = rule["rule"].as_str().expect("rule text");
+                let warnings = estimate_rule_cost(rule, &compiled);
+                assert!(warnings.is_empty(), "{path}: {rule}: {warnings:?}");
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 3, "every rule was checked");
+}
