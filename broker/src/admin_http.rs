@@ -31,7 +31,17 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         .map(|p| (p.topic.clone(), p.index, p.size_bytes(), p.log_end_offset()))
         .collect();
     let disk = disk_usage(b.replicas.data_dir()).ok();
-    let body = b.metrics.render(&parts, disk);
+    let lags: Vec<_> = b
+        .groups
+        .all_committed()
+        .await
+        .into_iter()
+        .filter_map(|(g, t, p, committed)| {
+            let hw = b.replicas.get(&t, p)?.high_watermark();
+            Some((g, t, p, (hw - committed).max(0)))
+        })
+        .collect();
+    let body = b.metrics.render(&parts, disk, &lags);
     (
         [(
             header::CONTENT_TYPE,

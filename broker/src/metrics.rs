@@ -24,6 +24,13 @@ pub struct PartitionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabel {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
 }
@@ -50,6 +57,7 @@ pub struct Metrics {
     log_end_offset: Family<PartitionLabel, Gauge>,
     log_dir_total: Gauge,
     log_dir_usable: Gauge,
+    group_lag: Family<LagLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -74,6 +82,12 @@ impl Metrics {
         let log_end_offset = Family::<PartitionLabel, Gauge>::default();
         let log_dir_total = Gauge::default();
         let log_dir_usable = Gauge::default();
+        let group_lag = Family::<LagLabel, Gauge>::default();
+        registry.register(
+            "consumer_group_lag",
+            "High watermark minus the group's committed offset, per partition",
+            group_lag.clone(),
+        );
         registry.register(
             "requests",
             "Kafka requests handled, by API",
@@ -154,6 +168,7 @@ impl Metrics {
             log_end_offset,
             log_dir_total,
             log_dir_usable,
+            group_lag,
         }
     }
 
@@ -216,11 +231,22 @@ impl Metrics {
     }
 
     /// Refreshes the per-partition and disk gauges, then renders the text exposition format.
+    /// `lags` holds (group, topic, partition, lag).
     pub fn render(
         &self,
         partitions: &[(String, i32, u64, i64)],
         disk: Option<(u64, u64)>,
+        lags: &[(String, String, i32, i64)],
     ) -> String {
+        self.group_lag.clear();
+        for (group, topic, p, lag) in lags {
+            let l = LagLabel {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: p.to_string(),
+            };
+            self.group_lag.get_or_create(&l).set(*lag);
+        }
         self.log_size.clear();
         self.log_end_offset.clear();
         for (topic, p, size, leo) in partitions {

@@ -275,6 +275,9 @@ impl GroupCoordinator {
         protocol_name: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
+        if group.is_empty() {
+            return SyncResult::error(ResponseError::InvalidGroupId);
+        }
         let total: usize = assignments.iter().map(|(_, a)| a.len()).sum();
         if total > self.max_assignment_bytes {
             // Kafka answers a group too large to store with UNKNOWN_SERVER_ERROR as well.
@@ -325,6 +328,9 @@ impl GroupCoordinator {
         instance: Option<&str>,
         generation: i32,
     ) -> ResponseError {
+        if group.is_empty() {
+            return ResponseError::InvalidGroupId;
+        }
         let mut inner = self.inner.lock().await;
         match inner.groups.get_mut(group) {
             None => ResponseError::UnknownMemberId,
@@ -339,10 +345,14 @@ impl GroupCoordinator {
         group: &str,
         members: Vec<(String, Option<String>)>,
     ) -> Result<Vec<ResponseError>, ResponseError> {
+        if group.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
         let mut inner = self.inner.lock().await;
         let now = crate::now_ms();
         let Some(g) = inner.groups.get_mut(group) else {
-            return Err(ResponseError::UnknownMemberId);
+            // Kafka: the request succeeds and each member is reported unknown.
+            return Ok(vec![ResponseError::UnknownMemberId; members.len()]);
         };
         let mut effects = Vec::new();
         let results = members
@@ -372,9 +382,8 @@ impl GroupCoordinator {
         generation: i32,
         offsets: Vec<((String, i32), CommittedOffset)>,
     ) -> Result<CommitResult, ResponseError> {
-        if group.is_empty() {
-            return Err(ResponseError::InvalidGroupId);
-        }
+        // Kafka accepts an empty group id for OffsetCommit/OffsetFetch (only the membership
+        // APIs refuse it), so this does too.
         self.ensure_offsets_topic(b).await?;
         let mut inner = self.inner.lock().await;
         let now = crate::now_ms();
@@ -452,6 +461,20 @@ impl GroupCoordinator {
             .get(group)
             .map(|g| g.offsets.clone())
             .unwrap_or_default()
+    }
+
+    /// (group, topic, partition, committed offset) of every committed offset, for the lag metric.
+    pub async fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let inner = self.inner.lock().await;
+        inner
+            .groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(move |((t, p), o)| (g.id.clone(), t.clone(), *p, o.offset))
+            })
+            .collect()
     }
 
     /// (group id, protocol type, state) of every group.

@@ -118,7 +118,7 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 continue;
             }
             if part.is_compacted() {
-                if let Err(resp) = check_keys(&records, &topic.name, idx) {
+                if let Some(resp) = check_keys(&records, &topic.name, idx) {
                     parts.push(resp);
                     continue;
                 }
@@ -196,8 +196,8 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
 }
 
 /// cleanup.policy=compact: every record needs a key (Kafka checks per record, decoding the
-/// batches — inflating compressed ones — only for compacted topics).
-fn check_keys(records: &[u8], topic: &str, idx: i32) -> Result<(), PartitionProduceResponse> {
+/// batches — inflating compressed ones — only for compacted topics). `Some` is the refusal.
+fn check_keys(records: &[u8], topic: &str, idx: i32) -> Option<PartitionProduceResponse> {
     let mut before = 0i32;
     for (pos, h) in BatchIter::new(records) {
         match first_keyless_record(&records[pos..pos + h.total_len()]) {
@@ -207,11 +207,13 @@ fn check_keys(records: &[u8], topic: &str, idx: i32) -> Result<(), PartitionProd
                 let err = BatchIndexAndErrorMessage::default()
                     .with_batch_index(before.saturating_add(i as i32))
                     .with_batch_index_error_message(Some(s(msg.clone())));
-                return Err(failed(idx, ResponseError::InvalidRecord, Some(msg))
-                    .with_record_errors(vec![err]));
+                return Some(
+                    failed(idx, ResponseError::InvalidRecord, Some(msg))
+                        .with_record_errors(vec![err]),
+                );
             }
             Err(e) => {
-                return Err(failed(
+                return Some(failed(
                     idx,
                     ResponseError::CorruptMessage,
                     Some(format!("cannot decode records: {e}")),
@@ -219,7 +221,7 @@ fn check_keys(records: &[u8], topic: &str, idx: i32) -> Result<(), PartitionProd
             }
         }
     }
-    Ok(())
+    None
 }
 
 fn append_error(e: &AppendError) -> (ResponseError, String) {

@@ -92,8 +92,6 @@ def test_empty_group_id_join(gbroker):
         assert a.join("")["error"] == rg.INVALID_GROUP_ID
 
 
-@pytest.mark.xfail(strict=True, reason="broker bug (notes/broker-bugs.md, 'empty group id'): SyncGroup/Heartbeat/"
-                   "LeaveGroup with group id '' answer UNKNOWN_MEMBER_ID (25), Kafka answers INVALID_GROUP_ID (24)")
 def test_empty_group_id_sync_heartbeat_leave(gbroker):
     with rg.Conn(gbroker.bootstrap) as a:
         a.wait_coordinator("any")
