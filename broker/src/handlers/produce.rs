@@ -118,7 +118,11 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 continue;
             }
             if part.is_compacted() {
-                if let Some(resp) = check_keys(&records, &topic.name, idx) {
+                if let Some(mut resp) = check_keys(&records, &topic.name, idx) {
+                    // RecordErrors exist from v8; older versions refuse a non-empty list.
+                    if version < 8 {
+                        resp.record_errors.clear();
+                    }
                     parts.push(resp);
                     continue;
                 }
