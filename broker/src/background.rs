@@ -77,9 +77,11 @@ fn spawn_cleaner(b: Arc<Broker>, mut sd: watch::Receiver<bool>) {
             let b2 = b.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 for p in b2.replicas.all() {
+                    let started = std::time::Instant::now();
                     match p.compact(crate::now_ms()) {
                         Ok(Some(s)) if s.segments_cleaned > 0 => {
-                            tracing::info!(topic = %p.topic, partition = p.index, segments = s.segments_cleaned, bytes_before = s.bytes_before, bytes_after = s.bytes_after, records_removed = s.records_removed, tombstones_removed = s.tombstones_removed, "log cleaner compacted partition");
+                            let elapsed_ms = started.elapsed().as_millis() as u64;
+                            tracing::info!(topic = %p.topic, partition = p.index, segments = s.segments_cleaned, bytes_before = s.bytes_before, bytes_after = s.bytes_after, records_removed = s.records_removed, tombstones_removed = s.tombstones_removed, elapsed_ms, "log cleaner compacted partition");
                         }
                         Ok(_) => {}
                         Err(e) => {

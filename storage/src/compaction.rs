@@ -103,6 +103,7 @@ pub struct CleanTask {
     now_ms: i64,
     delete_retention_ms: i64,
     segment_bytes: u64,
+    index_interval_bytes: u32,
     first_dirty: i64,
     segments: Vec<SegmentSnapshot>,
 }
@@ -114,7 +115,6 @@ pub struct Cleaned {
     groups: Vec<CleanedGroup>,
     clean_end: i64,
     next_delete_horizon: Option<i64>,
-    stats: CompactionStats,
 }
 
 struct CleanedGroup {
@@ -123,6 +123,9 @@ struct CleanedGroup {
     /// (base offset, size) of the segments it replaces.
     old: Vec<(i64, u64)>,
     path: PathBuf,
+    /// The output, scanned and indexed (in memory) while no lock was held.
+    segment: Segment,
+    stats: CompactionStats,
 }
 
 impl Drop for Cleaned {
@@ -264,6 +267,7 @@ impl PartitionLog {
             now_ms,
             delete_retention_ms: cfg.delete_retention_ms.max(0),
             segment_bytes: cfg.effective_segment_bytes(),
+            index_interval_bytes: cfg.index_interval_bytes,
             first_dirty,
             segments,
         }))
@@ -293,7 +297,7 @@ impl PartitionLog {
         mut cleaned: Cleaned,
     ) -> Result<CompactionStats, LogError> {
         let groups = std::mem::take(&mut cleaned.groups);
-        let mut stats = cleaned.stats;
+        let mut stats = CompactionStats::default();
         if cleaned.generation != self.cleaner.generation {
             tracing::info!(dir = %self.dir.display(), "log truncated during compaction; discarding the pass");
             for g in groups {
@@ -305,7 +309,6 @@ impl PartitionLog {
             });
         }
         let dir = self.dir.clone();
-        let interval = self.config.index_interval_bytes;
         let mut complete = true;
         let mut iter = groups.into_iter();
         while let Some(g) = iter.next() {
@@ -315,7 +318,8 @@ impl PartitionLog {
                 p + n < self.segments.len()
                     && self.segments[p + n].base_offset == g.end
                     && g.old.iter().enumerate().all(|(k, &(b, size))| {
-                        self.segments[p + k].base_offset == b && self.segments[p + k].size == size
+                        let s = &self.segments[p + k];
+                        s.base_offset == b && s.size == size && s.is_current_file()
                     })
             });
             let Some(p) = at.filter(|_| unchanged) else {
@@ -324,7 +328,8 @@ impl PartitionLog {
                 complete = false;
                 continue;
             };
-            if let Err(e) = self.swap_group(&dir, &g, p, interval) {
+            let gs = g.stats;
+            if let Err(e) = self.swap_group(&dir, g, p) {
                 // Remaining groups' files are removed; the old segments stay in memory and
                 // readable (their files are open), and reopening completes the swap.
                 for rest in iter {
@@ -332,6 +337,11 @@ impl PartitionLog {
                 }
                 return Err(e);
             }
+            stats.segments_cleaned += gs.segments_cleaned;
+            stats.bytes_before += gs.bytes_before;
+            stats.bytes_after += gs.bytes_after;
+            stats.records_removed += gs.records_removed;
+            stats.tombstones_removed += gs.tombstones_removed;
         }
         if complete {
             self.cleaner.first_dirty = cleaned.clean_end;
@@ -371,13 +381,7 @@ impl PartitionLog {
         }
     }
 
-    fn swap_group(
-        &mut self,
-        dir: &Path,
-        g: &CleanedGroup,
-        p: usize,
-        interval: u32,
-    ) -> Result<(), LogError> {
+    fn swap_group(&mut self, dir: &Path, g: CleanedGroup, p: usize) -> Result<(), LogError> {
         // From this rename on the new segment is committed: recovery completes the swap.
         let swap = dir.join(cleaned_name(g.base, g.end, SWAP_EXT));
         fs::rename(&g.path, &swap).ctx("rename cleaned segment", &g.path)?;
@@ -390,9 +394,12 @@ impl PartitionLog {
         let target = dir.join(segment::file_name(g.base, LOG_EXT));
         fs::rename(&swap, &target).ctx("rename swap segment", &swap)?;
         fsync_dir(dir)?;
-        let mut seg = Segment::recover(dir, g.base, interval)?.segment;
+        let n = g.old.len();
+        let mut seg = g.segment;
+        seg.renamed(dir);
+        // Writes the index files (a crash before this rebuilds them on open).
         seg.seal(dir)?;
-        self.segments.splice(p..p + g.old.len(), [seg]);
+        self.segments.splice(p..p + n, [seg]);
         Ok(())
     }
 }
@@ -498,7 +505,6 @@ impl CleanTask {
             groups: Vec::new(),
             clean_end,
             next_delete_horizon: None,
-            stats: CompactionStats::default(),
         };
         let segs = &self.segments[..rewrite];
         let mut start = 0;
@@ -516,13 +522,16 @@ impl CleanTask {
             }
             let group = &segs[start..end];
             let mut tally = Tally::default();
-            let (g, written) = self.write_group(group, &map, &mut tally)?;
+            let (mut g, written) = self.write_group(group, &map, &mut tally)?;
+            g.stats = CompactionStats {
+                segments_cleaned: group.len(),
+                bytes_before: size,
+                bytes_after: written,
+                records_removed: tally.records_removed,
+                tombstones_removed: tally.tombstones_removed,
+                first_dirty_offset: 0,
+            };
             cleaned.groups.push(g);
-            cleaned.stats.segments_cleaned += group.len();
-            cleaned.stats.bytes_before += size;
-            cleaned.stats.bytes_after += written;
-            cleaned.stats.records_removed += tally.records_removed;
-            cleaned.stats.tombstones_removed += tally.tombstones_removed;
             cleaned.next_delete_horizon = match (cleaned.next_delete_horizon, tally.horizon) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -548,15 +557,9 @@ impl CleanTask {
             .truncate(true)
             .open(&path)
             .ctx("create cleaned segment", &path)?;
-        let g = CleanedGroup {
-            base,
-            end,
-            old: group.iter().map(|s| (s.base, s.size)).collect(),
-            path,
-        };
         let mut pos = 0u64;
         let mut buf: Vec<u8> = Vec::new();
-        let result = (|| -> Result<(), LogError> {
+        let result = (|| -> Result<Segment, LogError> {
             for seg in group {
                 for_each_batch(seg, &mut |h, bytes| {
                     let kept = match clean_batch(
@@ -578,7 +581,7 @@ impl CleanTask {
                     }
                     if buf.len() >= 1 << 20 {
                         out.write_all_at(&buf, pos)
-                            .ctx("write cleaned segment", &g.path)?;
+                            .ctx("write cleaned segment", &path)?;
                         pos += buf.len() as u64;
                         buf.clear();
                     }
@@ -586,15 +589,36 @@ impl CleanTask {
                 })?;
             }
             out.write_all_at(&buf, pos)
-                .ctx("write cleaned segment", &g.path)?;
+                .ctx("write cleaned segment", &path)?;
             pos += buf.len() as u64;
-            out.sync_all().ctx("fsync cleaned segment", &g.path)
+            out.sync_all().ctx("fsync cleaned segment", &path)?;
+            // Index it now, outside the partition lock; the swap then only renames.
+            let opened = Segment::recover_file(path.clone(), base, self.index_interval_bytes)?;
+            if opened.truncated_bytes > 0 {
+                return Err(LogError::Corrupt(format!(
+                    "{}: cleaned segment failed validation",
+                    path.display()
+                )));
+            }
+            Ok(opened.segment)
         })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&g.path);
-            return Err(e);
+        match result {
+            Ok(segment) => Ok((
+                CleanedGroup {
+                    base,
+                    end,
+                    old: group.iter().map(|s| (s.base, s.size)).collect(),
+                    path,
+                    segment,
+                    stats: CompactionStats::default(),
+                },
+                pos,
+            )),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
         }
-        Ok((g, pos))
     }
 }
 

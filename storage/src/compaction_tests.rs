@@ -528,6 +528,30 @@ fn a_truncation_or_retention_during_cleaning_discards_the_stale_pass() {
 }
 
 #[test]
+fn a_segment_file_replaced_behind_the_log_is_not_swapped_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), ccfg(2048)).unwrap();
+    write_updates(&mut log, 8, 30, 4, 0);
+    let task = log.compaction_task(T0, i64::MAX).unwrap().unwrap();
+    let cleaned = task.run().unwrap();
+    // Same name and bytes, another file (as when a topic is deleted and created again).
+    let first = dir
+        .path()
+        .join(format!("{:020}.log", log.segment_base_offsets()[0]));
+    let bytes = std::fs::read(&first).unwrap();
+    std::fs::remove_file(&first).unwrap();
+    std::fs::write(&first, &bytes).unwrap();
+    let s = log.install_compaction(cleaned).unwrap();
+    assert!(s.segments_cleaned > 0);
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        bytes,
+        "the replaced file was left alone"
+    );
+    assert!(files_with(dir.path(), ".cleaned").is_empty());
+}
+
+#[test]
 fn reads_go_on_while_the_cleaner_runs() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), ccfg(4096)).unwrap();

@@ -278,6 +278,12 @@ impl Segment {
     /// file at the first bad byte, and rebuilds both indexes in memory.
     pub fn recover(dir: &Path, base: i64, interval: u32) -> Result<Opened, LogError> {
         let (log, _, _) = Self::paths(dir, base);
+        Self::recover_file(log, base, interval)
+    }
+
+    /// [`Segment::recover`] of a file at any path (the log cleaner's output before it is
+    /// renamed into place; see [`Segment::renamed`]).
+    pub fn recover_file(log: PathBuf, base: i64, interval: u32) -> Result<Opened, LogError> {
         let (file, len) = Self::open_file(&log)?;
         let scan_file = file.try_clone().ctx("open segment", &log)?;
         let scan_path = log.clone();
@@ -479,6 +485,21 @@ impl Segment {
             .map_or(self.base_offset, |e| {
                 self.base_offset + i64::from(e.rel_offset)
             }))
+    }
+
+    /// The file was renamed to `<base>.log` in `dir` (the open handle stays valid).
+    pub fn renamed(&mut self, dir: &Path) {
+        self.log_path = Self::paths(dir, self.base_offset).0;
+    }
+
+    /// Whether the file at the segment's path is still the one this segment has open (not
+    /// deleted or replaced behind its back, e.g. by a topic deleted and created again).
+    pub fn is_current_file(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(&self.log_path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
     }
 
     /// A second handle on the segment file, for the log cleaner's lock-free reads of a sealed

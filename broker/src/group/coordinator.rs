@@ -604,12 +604,18 @@ impl GroupCoordinator {
                 if r.data.is_empty() {
                     break;
                 }
+                let start = offset;
+                // Compaction can empty the tail of a batch, so the next read starts after the
+                // last batch's offset span, not after its last surviving record.
+                if let Some((_, last)) = rivulet_storage::BatchIter::new(&r.data).last() {
+                    offset = offset.max(last.next_offset());
+                }
                 let mut buf = r.data.clone();
                 let sets = RecordBatchDecoder::decode_all(&mut buf)
                     .map_err(|e| anyhow::anyhow!("decoding {OFFSETS_TOPIC}-{}: {e}", p.index))?;
                 for set in sets {
-                    for rec in set.records {
-                        offset = rec.offset + 1;
+                    for rec in set.records.into_iter().filter(|r| r.offset >= start) {
+                        offset = offset.max(rec.offset + 1);
                         loaded += 1;
                         apply_record(&mut inner.groups, rec.key, rec.value, now);
                     }

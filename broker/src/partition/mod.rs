@@ -6,7 +6,7 @@ pub mod producer_state;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rivulet_storage::{
     AppendResult, BatchHeader, CompactionStats, LogConfig, LogError, PartitionLog, ReadResult,
@@ -67,17 +67,22 @@ pub struct Partition {
     pub index: i32,
     pub topic_id: Uuid,
     pub dir: PathBuf,
-    state: Mutex<PartitionState>,
+    // Appends and maintenance write; fetches and lookups only read, so they run in parallel.
+    state: RwLock<PartitionState>,
     // Published after every change so that metadata/metrics reads need no lock.
     log_end: AtomicI64,
     log_start: AtomicI64,
     size: AtomicU64,
 }
 
-fn lock(m: &Mutex<PartitionState>) -> MutexGuard<'_, PartitionState> {
-    // A panic while holding the lock cannot leave the log half-written in memory: the log's own
-    // invariants are re-established on every call, so keep serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+// A panic while holding the lock cannot leave the log half-written in memory: the log's own
+// invariants are re-established on every call, so keep serving after a poisoned lock.
+fn write(m: &RwLock<PartitionState>) -> RwLockWriteGuard<'_, PartitionState> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read(m: &RwLock<PartitionState>) -> RwLockReadGuard<'_, PartitionState> {
+    m.read().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Partition {
@@ -112,7 +117,7 @@ impl Partition {
             log_end: AtomicI64::new(log.log_end_offset()),
             log_start: AtomicI64::new(log.log_start_offset()),
             size: AtomicU64::new(log.size_bytes()),
-            state: Mutex::new(PartitionState { log, producers }),
+            state: RwLock::new(PartitionState { log, producers }),
         };
         Ok(p)
     }
@@ -149,7 +154,7 @@ impl Partition {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
-        let mut st = lock(&self.state);
+        let mut st = write(&self.state);
         let idempotent = headers.iter().find(|h| h.producer_id >= 0);
         if let Some(h) = idempotent {
             if headers.len() != 1 {
@@ -221,28 +226,28 @@ impl Partition {
         upper_bound: i64,
         min_one: bool,
     ) -> Result<ReadResult, LogError> {
-        lock(&self.state)
+        read(&self.state)
             .log
             .read(offset, max_bytes, upper_bound, min_one)
     }
 
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        lock(&self.state).log.offset_for_timestamp(ts)
+        read(&self.state).log.offset_for_timestamp(ts)
     }
 
     pub fn max_timestamp(&self) -> (i64, i64) {
-        lock(&self.state).log.max_timestamp()
+        read(&self.state).log.max_timestamp()
     }
 
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let mut st = lock(&self.state);
+        let mut st = write(&self.state);
         let r = st.log.delete_records_before(offset)?;
         self.publish(&st.log);
         Ok(r)
     }
 
     pub fn enforce_retention(&self, now_ms: i64) -> Result<(), LogError> {
-        let mut st = lock(&self.state);
+        let mut st = write(&self.state);
         st.log.roll_if_aged(now_ms)?;
         st.log.enforce_retention(now_ms)?;
         self.publish(&st.log);
@@ -253,12 +258,12 @@ impl Partition {
     /// Planning and the swap hold the lock briefly; rewriting segments runs without it, so
     /// produce and fetch go on meanwhile. Never cleans at or above the high watermark.
     pub fn compact(&self, now_ms: i64) -> Result<Option<CompactionStats>, LogError> {
-        let task = lock(&self.state)
+        let task = read(&self.state)
             .log
             .compaction_task(now_ms, self.high_watermark())?;
         let Some(task) = task else { return Ok(None) };
         let cleaned = task.run()?;
-        let mut st = lock(&self.state);
+        let mut st = write(&self.state);
         let stats = st.log.install_compaction(cleaned)?;
         self.publish(&st.log);
         Ok(Some(stats))
@@ -266,23 +271,23 @@ impl Partition {
 
     /// Whether the topic's cleanup.policy includes compact (keyless records are refused).
     pub fn is_compacted(&self) -> bool {
-        lock(&self.state).log.config().cleanup_policy.compacts()
+        read(&self.state).log.config().cleanup_policy.compacts()
     }
 
     pub fn maybe_flush(&self, now_ms: i64) -> Result<(), LogError> {
-        lock(&self.state).log.maybe_flush(now_ms)
+        write(&self.state).log.maybe_flush(now_ms)
     }
 
     pub fn flush(&self) -> Result<(), LogError> {
-        lock(&self.state).log.flush()
+        write(&self.state).log.flush()
     }
 
     pub fn max_message_bytes(&self) -> u32 {
-        lock(&self.state).log.config().max_message_bytes
+        read(&self.state).log.config().max_message_bytes
     }
 
     fn update_config(&self, config: LogConfig) {
-        lock(&self.state).log.update_config(config);
+        write(&self.state).log.update_config(config);
     }
 }
 

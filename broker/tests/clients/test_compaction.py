@@ -1,16 +1,19 @@
-"""Log compaction end to end with confluent-kafka: a cleanup.policy=compact topic keeps the latest
-value of every key at its original offset, tombstones go after delete.retention.ms, the log
-shrinks, and keyless records are refused."""
+"""Log compaction end to end with confluent-kafka (and a kafka-python reader): a
+cleanup.policy=compact topic keeps the latest value of every key at its original offset,
+tombstones go after delete.retention.ms, the log shrinks, and keyless records are refused."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import ConfigResource
 from harness import wait_until
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KPTopicPartition
 from kafka_helpers import admin, assigned_consumer, consume_partitions, create_topic, produce_all, producer, unique_topic
 
 KEYS = 100
@@ -70,6 +73,20 @@ def test_compacted_topic_keeps_latest_value_per_key(broker_factory):
     seen = wait_until(cleaned, timeout=60, interval=0.5, what="the cleaner to leave one record per key")
     got = {k: (o, v) for o, k, v in seen}
     assert got == live, "a consumer from the beginning must see exactly the latest value of every live key at its offset"
+    # kafka-python too steps over the gaps (it must go on from a batch's last offset).
+    kp = KafkaConsumer(bootstrap_servers=b.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+    try:
+        tp = KPTopicPartition(topic, 0)
+        kp.assign([tp])
+        kp.seek_to_beginning(tp)
+        kp_seen = {}
+        deadline = time.monotonic() + 30
+        while kp.position(tp) < end and time.monotonic() < deadline:
+            for batch in kp.poll(timeout_ms=500).values():
+                kp_seen.update((m.key, (m.offset, m.value)) for m in batch)
+    finally:
+        kp.close()
+    assert kp_seen == live
     after = log_bytes(b.data_dir, topic)
     # Mostly the distinct filler records remain (about 30 KB of random bytes).
     assert after < before / 2, f"log did not shrink enough: {before} -> {after} bytes"
@@ -77,8 +94,6 @@ def test_compacted_topic_keeps_latest_value_per_key(broker_factory):
     # Offsets are unchanged: log start and end stay, gaps are where records were removed.
     c = assigned_consumer(b.bootstrap)
     try:
-        from confluent_kafka import TopicPartition
-
         low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
     finally:
         c.close()
@@ -104,8 +119,6 @@ def test_keyless_records_pass_on_delete_topics_and_offsets_topic_is_compacted(br
     # Committing through a group creates __consumer_offsets, compacted as in Kafka.
     c = assigned_consumer(b.bootstrap, group_id="compaction-" + uuid.uuid4().hex[:6])
     try:
-        from confluent_kafka import TopicPartition
-
         c.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
     finally:
         c.close()
