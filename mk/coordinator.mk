@@ -1,6 +1,6 @@
 # rivulet-coordinator: the ZooKeeper-wire-compatible metadata service.
 COORD_BIN ?= $(BIN)/rivulet-coordinator
-COORD_PYTEST = cd coordinator/tests/py && RIVULET_COORDINATOR_BIN=$(COORD_BIN) $(PY) -m pytest -q -p no:cacheprovider
+COORD_PYTEST = cd coordinator/tests/py && RIVULET_COORDINATOR_BIN=$(COORD_BIN) timeout 900 $(PY) -m pytest -q -p no:cacheprovider -rf
 
 DEPS_TARGETS += deps-coordinator
 TEST_TARGETS += test-coordinator

@@ -158,7 +158,7 @@ def test_pipelined_requests_are_answered_in_order(env):
     n = 5000
     reqs = b"".join(frame(struct.pack("!ii", i, 3) + struct.pack("!i", 5) + b"/keep" + b"\0")
                     for i in range(1, n + 1))
-    sender = threading.Thread(target=s.sendall, args=(reqs,))
+    sender = threading.Thread(target=s.sendall, args=(reqs,), daemon=True)
     sender.start()
     s.settimeout(30)
     buf, xids = b"", []

@@ -31,7 +31,8 @@ def test_kill9_under_acknowledged_creates(tmp_path):
         while not stop.is_set():
             path = f"/d/w{w}-{i}"
             try:
-                c.create(path, b"x" * 100)
+                # Bounded: a request cut off by the kill must not block the writer.
+                c.create_async(path, b"x" * 100).get(timeout=10)
             except Exception:
                 break  # the server is gone: stop, this create was not acknowledged
             with lock:
@@ -43,7 +44,7 @@ def test_kill9_under_acknowledged_creates(tmp_path):
         except Exception:
             pass
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(4)]
     for t in threads:
         t.start()
     time.sleep(2.0)
