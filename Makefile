@@ -45,10 +45,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# `cargo test` also builds every binary (the packages have integration tests), with the same
+# feature set as the tests; a separate `cargo build` would compile much of the tree again.
 test-rust:
 	$(CARGO) test --release --workspace --all-targets
 
-test: deps lint build test-rust $(TEST_TARGETS)
+test: deps lint test-rust $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
 bench: deps build $(BENCH_TARGETS)
