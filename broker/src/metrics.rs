@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabel {
-    pub api: String,
+    pub api: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,10 +172,8 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, api: &str, seconds: f64) {
-        let l = ApiLabel {
-            api: api.to_string(),
-        };
+    pub fn request(&self, api: &'static str, seconds: f64) {
+        let l = ApiLabel { api };
         self.requests.get_or_create(&l).inc();
         self.latency.get_or_create(&l).observe(seconds);
     }

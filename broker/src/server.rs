@@ -112,7 +112,7 @@ async fn serve_connection(
             }
         };
         b.metrics
-            .request(&api_name(api), started.elapsed().as_secs_f64());
+            .request(api_name(api), started.elapsed().as_secs_f64());
         if let Some(resp) = response {
             let bytes = match encode_response(api, version, correlation_id, &resp) {
                 Ok(bytes) => bytes,
