@@ -194,9 +194,18 @@ impl GroupCoordinator {
         (key, Some(value.encode()))
     }
 
-    /// Persists what the effects require, then delivers deferred answers.
-    fn apply_effects(&self, b: &Broker, inner: &mut Inner, group: &str, effects: Vec<Effect>) {
+    /// Persists what the effects require, then delivers deferred answers. Returns false when
+    /// the group could not be persisted: as in Kafka, the SyncGroup answers that depended on it
+    /// become UNKNOWN_SERVER_ERROR and the group rebalances.
+    fn apply_effects(
+        &self,
+        b: &Broker,
+        inner: &mut Inner,
+        group: &str,
+        effects: Vec<Effect>,
+    ) -> bool {
         let mut persisted = false;
+        let mut failed = false;
         for e in effects {
             match e {
                 Effect::Persist if !persisted => {
@@ -205,7 +214,13 @@ impl GroupCoordinator {
                         let rec = Self::group_record(g);
                         if let Err(err) = self.append(b, group, vec![rec]) {
                             tracing::error!(%group, error = %err, "persisting group metadata failed");
+                            failed = true;
                         }
+                    }
+                }
+                Effect::Sync(member, _) if failed => {
+                    if let Some(tx) = inner.syncs.remove(&(group.to_string(), member)) {
+                        let _ = tx.send(SyncResult::error(ResponseError::UnknownServerError));
                     }
                 }
                 Effect::Persist => {}
@@ -221,6 +236,20 @@ impl GroupCoordinator {
                 }
             }
         }
+        if failed {
+            let mut more = Vec::new();
+            if let Some(g) = inner.groups.get_mut(group) {
+                g.force_rebalance(crate::now_ms(), &mut more);
+            }
+            for e in more {
+                if let Effect::Join(member, r) = e {
+                    if let Some(tx) = inner.joins.remove(&(group.to_string(), member)) {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+        !failed
     }
 
     pub async fn join(&self, b: &Broker, group: &str, p: JoinParams) -> JoinResult {
@@ -303,7 +332,9 @@ impl GroupCoordinator {
             );
             let rx = match outcome {
                 Outcome::Now(r) => {
-                    self.apply_effects(b, &mut inner, group, effects);
+                    if !self.apply_effects(b, &mut inner, group, effects) && r.error == 0 {
+                        return SyncResult::error(ResponseError::UnknownServerError);
+                    }
                     return r;
                 }
                 Outcome::Deferred(member) => {

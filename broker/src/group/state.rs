@@ -765,6 +765,16 @@ impl Group {
         self.maybe_complete_join(now_ms, effects);
     }
 
+    /// Starts a new rebalance (after the group's state could not be stored).
+    pub fn force_rebalance(&mut self, now_ms: i64, effects: &mut Vec<Effect>) {
+        if matches!(
+            self.state,
+            GroupState::Stable | GroupState::CompletingRebalance
+        ) {
+            self.prepare_rebalance(now_ms, effects);
+        }
+    }
+
     /// Whether an OffsetCommit from this member/generation may proceed.
     pub fn check_commit(
         &mut self,
