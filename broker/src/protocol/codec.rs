@@ -85,7 +85,13 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> anyhow::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
+    // Fetch responses carry megabytes of records: size the buffer once instead of letting it
+    // double (each doubling copies, and the old and new buffers coexist for a moment).
+    let hint = match body {
+        ResponseKind::Fetch(f) => f.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(hint + 64);
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut buf, api.response_header_version(version))?;
