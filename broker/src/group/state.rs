@@ -157,6 +157,28 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
+/// A request's own answer, when the operation produced it among the effects (it is then
+/// returned directly instead of through the deferred-answer channel).
+fn take_own_join(effects: &mut Vec<Effect>, member: &str) -> Option<JoinResult> {
+    let pos = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Join(id, _) if id == member))?;
+    match effects.remove(pos) {
+        Effect::Join(_, r) => Some(r),
+        _ => None,
+    }
+}
+
+fn take_own_sync(effects: &mut Vec<Effect>, member: &str) -> Option<SyncResult> {
+    let pos = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Sync(id, _) if id == member))?;
+    match effects.remove(pos) {
+        Effect::Sync(_, r) => Some(r),
+        _ => None,
+    }
+}
+
 fn new_member_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
@@ -468,15 +490,10 @@ impl Group {
         }
         self.maybe_complete_join(now_ms, effects);
         // The member's own answer may already be among the effects.
-        if let Some(pos) = effects
-            .iter()
-            .position(|e| matches!(e, Effect::Join(id, _) if *id == member_id))
-        {
-            if let Effect::Join(_, r) = effects.remove(pos) {
-                return Outcome::Now(r);
-            }
+        match take_own_join(effects, &member_id) {
+            Some(r) => Outcome::Now(r),
+            None => Outcome::Deferred(member_id),
         }
-        Outcome::Deferred(member_id)
     }
 
     fn current_join_result(&self, member_id: &str) -> JoinResult {
@@ -652,13 +669,8 @@ impl Group {
                             },
                         ));
                     }
-                    if let Some(pos) = effects
-                        .iter()
-                        .position(|e| matches!(e, Effect::Sync(id, _) if id == member_id))
-                    {
-                        if let Effect::Sync(_, r) = effects.remove(pos) {
-                            return Outcome::Now(r);
-                        }
+                    if let Some(r) = take_own_sync(effects, member_id) {
+                        return Outcome::Now(r);
                     }
                 }
                 Outcome::Deferred(member_id.to_string())

@@ -234,6 +234,12 @@ pub async fn offset_commit(
     )
 }
 
+/// (offset, leader epoch, metadata) as OffsetFetch reports a partition; -1 when nothing is committed.
+fn offset_entry(off: Option<CommittedOffset>) -> (i64, i32, String) {
+    off.map(|c| (c.offset, c.leader_epoch, c.metadata))
+        .unwrap_or((-1, -1, String::new()))
+}
+
 /// Committed offsets per topic: (topic, [(partition, offset if committed)]).
 type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
@@ -294,9 +300,7 @@ pub async fn offset_fetch(
                                         parts
                                             .into_iter()
                                             .map(|(p, off)| {
-                                                let (o, e, m) = off
-                                                    .map(|c| (c.offset, c.leader_epoch, c.metadata))
-                                                    .unwrap_or((-1, -1, String::new()));
+                                                let (o, e, m) = offset_entry(off);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
                                                     .with_committed_offset(o)
@@ -327,9 +331,7 @@ pub async fn offset_fetch(
                         parts
                             .into_iter()
                             .map(|(p, off)| {
-                                let (o, e, m) = off
-                                    .map(|c| (c.offset, c.leader_epoch, c.metadata))
-                                    .unwrap_or((-1, -1, String::new()));
+                                let (o, e, m) = offset_entry(off);
                                 let mut r = OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
                                     .with_committed_offset(o)

@@ -127,18 +127,6 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                     continue;
                 }
             }
-            let max = part.max_message_bytes() as usize;
-            if let Some(h) = headers.iter().find(|h| h.total_len() > max) {
-                parts.push(failed(
-                    idx,
-                    ResponseError::MessageTooLarge,
-                    Some(format!(
-                        "batch of {} bytes exceeds max.message.bytes {max}",
-                        h.total_len()
-                    )),
-                ));
-                continue;
-            }
             if req.acks == -1 {
                 let pm = topic.partitions.iter().find(|pm| pm.index == idx);
                 let min_isr = topic

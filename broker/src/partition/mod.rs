@@ -282,10 +282,6 @@ impl Partition {
         write(&self.state).log.flush()
     }
 
-    pub fn max_message_bytes(&self) -> u32 {
-        read(&self.state).log.config().max_message_bytes
-    }
-
     fn update_config(&self, config: LogConfig) {
         write(&self.state).log.update_config(config);
     }
