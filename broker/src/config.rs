@@ -145,6 +145,70 @@ pub struct BrokerConfig {
     /// Seconds to wait for in-flight requests on SIGTERM before closing.
     #[arg(long, env = "RIVULET_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+
+    // ---- cluster mode (only with --coordinator) ----
+    /// Coordinator session timeout (zookeeper.session.timeout.ms): a broker silent this long is
+    /// considered dead, its partitions get new leaders, and it stops acting as a leader itself.
+    #[arg(long, env = "RIVULET_COORDINATOR_SESSION_TIMEOUT_MS", default_value_t = 18_000, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
+    pub coordinator_session_timeout_ms: u64,
+
+    /// A follower that has not caught up with the leader's log end for this long leaves the ISR
+    /// (replica.lag.time.max.ms).
+    #[arg(long, env = "RIVULET_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub replica_lag_time_max_ms: u64,
+
+    /// Bytes a follower asks for per partition per fetch (replica.fetch.max.bytes).
+    #[arg(long, env = "RIVULET_REPLICA_FETCH_MAX_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(i32).range(1024..))]
+    pub replica_fetch_max_bytes: i32,
+
+    /// Bytes a follower's fetch response may carry in all (replica.fetch.response.max.bytes).
+    #[arg(long, env = "RIVULET_REPLICA_FETCH_RESPONSE_MAX_BYTES", default_value_t = 10_485_760, value_parser = clap::value_parser!(i32).range(1024..))]
+    pub replica_fetch_response_max_bytes: i32,
+
+    /// Longest a follower's fetch waits at the leader for new data (replica.fetch.wait.max.ms).
+    #[arg(long, env = "RIVULET_REPLICA_FETCH_WAIT_MAX_MS", default_value_t = 500, value_parser = clap::value_parser!(i32).range(0..))]
+    pub replica_fetch_wait_max_ms: i32,
+
+    /// Pause after a failed follower fetch before retrying (replica.fetch.backoff.ms).
+    #[arg(long, env = "RIVULET_REPLICA_FETCH_BACKOFF_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub replica_fetch_backoff_ms: u64,
+
+    /// How often each partition's high watermark is written to disk
+    /// (replica.high.watermark.checkpoint.interval.ms).
+    #[arg(long, env = "RIVULET_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
+
+    /// Cluster default for min.insync.replicas (a topic config overrides it).
+    #[arg(long, env = "RIVULET_MIN_INSYNC_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub min_insync_replicas: i32,
+
+    /// Cluster default for unclean.leader.election.enable: let an out-of-sync replica lead when
+    /// no in-sync replica is left (may lose acknowledged writes; a topic config overrides it).
+    #[arg(long, env = "RIVULET_UNCLEAN_LEADER_ELECTION_ENABLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub unclean_leader_election_enable: bool,
+
+    /// Move leadership back to each partition's preferred replica when it is in sync
+    /// (auto.leader.rebalance.enable).
+    #[arg(long, env = "RIVULET_AUTO_LEADER_REBALANCE_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_leader_rebalance_enable: bool,
+
+    /// How often the controller checks leader balance (leader.imbalance.check.interval.seconds).
+    #[arg(long, env = "RIVULET_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub leader_imbalance_check_interval_seconds: u64,
+
+    /// On SIGTERM, hand leadership to other in-sync replicas before exiting
+    /// (controlled.shutdown.enable).
+    #[arg(long, env = "RIVULET_CONTROLLED_SHUTDOWN_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub controlled_shutdown_enable: bool,
+
+    /// Longest the controlled shutdown waits for leadership to move before exiting anyway.
+    #[arg(long, env = "RIVULET_CONTROLLED_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub controlled_shutdown_timeout_ms: u64,
+
+    /// Replication factor of __consumer_offsets, capped by the live brokers when it is created
+    /// (offsets.topic.replication.factor).
+    #[arg(long, env = "RIVULET_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(i16).range(1..))]
+    pub offsets_topic_replication_factor: i16,
 }
 
 impl BrokerConfig {

@@ -10,6 +10,7 @@ pub mod admin_http;
 pub mod alloc_guard;
 pub mod background;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod handlers;

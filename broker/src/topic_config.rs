@@ -182,12 +182,12 @@ pub fn static_broker_value(cfg: &BrokerConfig, name: &str) -> String {
         "message.timestamp.type" => cfg.log_message_timestamp_type.clone(),
         "min.cleanable.dirty.ratio" => "0.5".into(),
         "min.compaction.lag.ms" => "0".into(),
-        "min.insync.replicas" => "1".into(),
+        "min.insync.replicas" => cfg.min_insync_replicas.to_string(),
         "retention.bytes" => cfg.log_retention_bytes.to_string(),
         "retention.ms" => cfg.log_retention_ms.to_string(),
         "segment.bytes" => cfg.log_segment_bytes.to_string(),
         "segment.ms" => cfg.log_segment_ms.to_string(),
-        "unclean.leader.election.enable" => "false".into(),
+        "unclean.leader.election.enable" => cfg.unclean_leader_election_enable.to_string(),
         _ => String::new(),
     }
 }

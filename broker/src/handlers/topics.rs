@@ -176,6 +176,10 @@ fn meta_error(e: MetadataError) -> PlanError {
         MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         MetadataError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         MetadataError::Storage(_) => ResponseError::KafkaStorageError,
+        // A stale controller/leader view: the client retries against fresh metadata.
+        MetadataError::Fenced(_) => ResponseError::NotController,
+        MetadataError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        MetadataError::Timeout(_) => ResponseError::RequestTimedOut,
     };
     (code, e.to_string())
 }

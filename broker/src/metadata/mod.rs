@@ -31,6 +31,16 @@ pub enum MetadataError {
     InvalidReplicaAssignment(String),
     #[error("metadata storage failed: {0}")]
     Storage(String),
+    /// The caller is no longer entitled to the change: its leader epoch, partition epoch or
+    /// controller epoch is stale (a newer leader or controller exists).
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The coordinator cannot be reached (or this broker's session is gone): nothing was changed.
+    #[error("coordinator unavailable: {0}")]
+    Unavailable(String),
+    /// The change was accepted but did not take effect before the deadline.
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 /// A topic to create, already validated and placed.
@@ -70,4 +80,28 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<(), MetadataError>;
     /// Reserves `count` producer ids and returns the first.
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetadataError>;
+
+    /// Leader only: replaces the in-sync replica set of a partition this broker leads (Kafka's
+    /// AlterPartition; in ZooKeeper mode the leader's conditional write of the state znode).
+    /// Compare-and-set on `partition_epoch`; `Fenced` when leadership or the state moved on.
+    /// Returns the partition's new state.
+    async fn alter_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> Result<PartitionMeta, MetadataError>;
+
+    /// Controlled shutdown: asks the controller to move leadership of every partition this
+    /// broker leads to another in-sync replica and to drop it from ISRs, and returns once the
+    /// view shows it leads nothing that has another in-sync replica (or `Timeout`).
+    async fn controlled_shutdown(&self, timeout: std::time::Duration) -> Result<(), MetadataError>;
+
+    /// True while this broker must not act as a leader: in cluster mode, when its coordinator
+    /// session is lost or expired (a newer leader may exist). Standalone: never.
+    fn is_fenced(&self) -> bool {
+        false
+    }
 }

@@ -21,6 +21,10 @@ pub struct PartitionMeta {
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Version of the partition's state (the coordinator's znode version in cluster mode): every
+    /// leader/ISR change bumps it, and ISR writes are compare-and-set on it.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

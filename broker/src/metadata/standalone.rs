@@ -149,6 +149,7 @@ fn partitions_from(assignment: &[Vec<i32>], first: i32) -> Vec<PartitionMeta> {
             leader_epoch: 0,
             replicas: replicas.clone(),
             isr: replicas.clone(),
+            partition_epoch: 0,
         })
         .collect()
 }
@@ -261,6 +262,29 @@ impl MetadataStore for LocalMetadataStore {
             .ok_or_else(|| MetadataError::Storage("producer ids exhausted".into()))?;
         self.commit(&mut state, next)?;
         Ok(first)
+    }
+
+    /// A standalone broker is the only replica: its ISR is itself and never changes.
+    async fn alter_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        _leader_epoch: i32,
+        _partition_epoch: i32,
+        _new_isr: Vec<i32>,
+    ) -> Result<PartitionMeta, MetadataError> {
+        self.view()
+            .topic(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.index == partition).cloned())
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))
+    }
+
+    /// Nothing to hand over: there is no other broker.
+    async fn controlled_shutdown(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Result<(), MetadataError> {
+        Ok(())
     }
 }
 
