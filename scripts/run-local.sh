@@ -1,55 +1,133 @@
 #!/usr/bin/env bash
-# `make run`: a local Rivulet on loopback — a coordinator (ZooKeeper protocol) and a broker
-# (Kafka protocol), each with its own data directory under ./data. Ctrl-C stops both cleanly.
-set -euo pipefail
+# `make run`: a local Rivulet cluster on loopback — one coordinator (ZooKeeper protocol) and three
+# brokers, one per zone (racks zone-a/b/c), each its own process with its own data directory under
+# ./data and its log in ./data/<name>.log. One broker dying is reported and the rest keep running;
+# Ctrl-C stops everything cleanly (brokers first, with controlled shutdown, then the coordinator).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
 DATA=${RUN_DATA:-$PWD/data}
-mkdir -p "$DATA/coordinator" "$DATA/broker-0"
+BROKERS=3
+ZONES=(zone-a zone-b zone-c)
+COORD=127.0.0.1:2181
+mkdir -p "$DATA"
 
+for port in 2181 8081 9092 9093 9094 8092 8093 8094; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "make run: port $port on 127.0.0.1 is already in use (another 'make run'?); stop it first" >&2
+    exit 1
+  fi
+done
+
+declare -A name_of=() cmd_of=()
 pids=()
 stopping=
+
 stop() {
   stopping=1
   trap - INT TERM EXIT
   echo; echo "stopping..."
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  local b=() c=()
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || continue
+    if [ "${name_of[$p]}" = coordinator ]; then c+=("$p"); else b+=("$p"); fi
+  done
+  # Brokers hand over leadership through the coordinator, so it stops last.
+  [ ${#b[@]} -gt 0 ] && kill -TERM "${b[@]}" 2>/dev/null
+  for p in "${b[@]}"; do wait "$p" 2>/dev/null; done
+  [ ${#c[@]} -gt 0 ] && kill -TERM "${c[@]}" 2>/dev/null
+  for p in "${c[@]}"; do wait "$p" 2>/dev/null; done
   echo "stopped"
+  exit 0
 }
 trap stop INT TERM EXIT
 
-wait_http() { # url name pid
-  for _ in $(seq 1 200); do
-    curl -sf "$1" >/dev/null 2>&1 && return 0
-    kill -0 "$3" 2>/dev/null || { echo "$2 exited; see its log above" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "$2 did not become ready" >&2; exit 1
+# start NAME CMD...: runs CMD in the background with its output in $DATA/NAME.log.
+start() {
+  local name=$1; shift
+  echo "=== $(date -u +%FT%TZ) $*" >>"$DATA/$name.log"
+  "$@" >>"$DATA/$name.log" 2>&1 &
+  pids+=($!)
+  name_of[$!]=$name
+  cmd_of[$!]="$*"
 }
 
-"$BIN/rivulet-coordinator" --client-addr 127.0.0.1:2181 --admin-addr 127.0.0.1:8081 \
-  --data-dir "$DATA/coordinator" &
-pids+=($!)
-wait_http http://127.0.0.1:8081/readyz coordinator "${pids[-1]}"
+wait_http() { # url name pid
+  for _ in $(seq 1 300); do
+    curl -sf "$1" >/dev/null 2>&1 && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
 
-"$BIN/rivulet-broker" --broker-id 0 --listen-addr 127.0.0.1:9092 --admin-addr 127.0.0.1:8092 \
-  --data-dir "$DATA/broker-0" &
-pids+=($!)
-wait_http http://127.0.0.1:8092/readyz broker "${pids[-1]}"
+start coordinator "$BIN/rivulet-coordinator" --client-addr "$COORD" --admin-addr 127.0.0.1:8081 \
+  --data-dir "$DATA/coordinator"
+wait_http http://127.0.0.1:8081/readyz coordinator "${pids[-1]}" || {
+  echo "coordinator did not start; its log:" >&2; tail -20 "$DATA/coordinator.log" >&2; exit 1; }
+
+mode=cluster
+for i in $(seq 0 $((BROKERS - 1))); do
+  start "broker-$i" "$BIN/rivulet-broker" --broker-id "$i" \
+    --listen-addr "127.0.0.1:$((9092 + i))" --advertised-addr "127.0.0.1:$((9092 + i))" \
+    --admin-addr "127.0.0.1:$((8092 + i))" --data-dir "$DATA/broker-$i" --rack "${ZONES[$i]}" \
+    --coordinator "$COORD" --default-replication-factor 3 --min-insync-replicas 2 \
+    --controlled-shutdown-timeout-ms 10000
+done
+bootstrap=
+for i in $(seq 0 $((BROKERS - 1))); do
+  pid=${pids[$((i + 1))]}
+  if ! wait_http "http://127.0.0.1:$((8092 + i))/readyz" "broker-$i" "$pid"; then
+    if grep -q "not available in this build yet" "$DATA/broker-$i.log"; then
+      # A binary without cluster mode: fall back to one standalone broker so `make run` works.
+      mode=standalone
+      break
+    fi
+    echo "broker-$i did not become ready; its log ($DATA/broker-$i.log):" >&2
+    tail -20 "$DATA/broker-$i.log" >&2
+    exit 1
+  fi
+  bootstrap+="${bootstrap:+,}127.0.0.1:$((9092 + i))"
+done
+
+if [ "$mode" = standalone ]; then
+  for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  pids=("${pids[0]}")
+  echo "note: this rivulet-broker has no cluster mode yet; running ONE standalone broker" >&2
+  start broker-0 "$BIN/rivulet-broker" --broker-id 0 --listen-addr 127.0.0.1:9092 \
+    --admin-addr 127.0.0.1:8092 --data-dir "$DATA/broker-0"
+  wait_http http://127.0.0.1:8092/readyz broker-0 "${pids[-1]}" || {
+    echo "broker-0 did not start; its log:" >&2; tail -20 "$DATA/broker-0.log" >&2; exit 1; }
+  bootstrap=127.0.0.1:9092
+fi
 
 cat <<MSG
 
-Rivulet is running on loopback (data in $DATA):
-  broker       Kafka on 127.0.0.1:9092, admin http://127.0.0.1:8092/metrics
-  coordinator  ZooKeeper protocol on 127.0.0.1:2181, admin http://127.0.0.1:8081/metrics
-  (the broker runs standalone until cluster mode lands; it does not use the coordinator yet)
+Rivulet is running on loopback ($mode mode; data and logs in $DATA):
+  bootstrap    $bootstrap
+  brokers      $(for i in $(seq 0 $((${#pids[@]} - 2))); do printf '%s ' "$i=127.0.0.1:$((9092 + i))(${ZONES[$i]})"; done)
+  admin        http://127.0.0.1:8092/metrics (broker i: port 809(2+i)), coordinator http://127.0.0.1:8081/metrics
+  coordinator  ZooKeeper protocol on $COORD
 
-  produce:  printf 'user-1:hello\\n' | kcat -P -b 127.0.0.1:9092 -t demo -K:
-  consume:  kcat -C -b 127.0.0.1:9092 -t demo -o beginning -e -f '%k => %s\\n'
-  metadata: kcat -L -b 127.0.0.1:9092
+  produce:  printf 'user-1:hello\\n' | kcat -P -b $bootstrap -t demo -K:
+  consume:  kcat -C -b $bootstrap -t demo -o beginning -e -f '%k => %s\\n'
+  metadata: kcat -L -b $bootstrap
   zookeeper: echo ruok | nc 127.0.0.1 2181
   stop:     Ctrl-C
 MSG
-wait -n "${pids[@]}" || true
-[ -n "$stopping" ] || echo "a process exited; stopping the rest" >&2
+
+# Keep running while anything is alive; report each exit (kill -9 a broker and it says so).
+alive=${#pids[@]}
+while [ "$alive" -gt 0 ]; do
+  died=
+  wait -n -p died "${pids[@]}"
+  code=$?
+  [ -n "$stopping" ] && break
+  [ -n "$died" ] || continue
+  alive=$((alive - 1))
+  echo "$(date -u +%T) ${name_of[$died]} (pid $died) exited with status $code; the rest keep running." >&2
+  echo "  its log: $DATA/${name_of[$died]}.log; start it again with: ${cmd_of[$died]}" >&2
+  new=()
+  for p in "${pids[@]}"; do [ "$p" != "$died" ] && new+=("$p"); done
+  pids=("${new[@]}")
+done

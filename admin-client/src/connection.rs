@@ -93,6 +93,11 @@ impl Connection {
         Ok(v)
     }
 
+    /// The version [`Self::send`] will use for `R` (for requests whose fields depend on it).
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        self.pick::<R>()
+    }
+
     /// Sends a request at the best common version and waits for its response.
     pub async fn send<R: Request>(&mut self, req: R) -> Result<R::Response> {
         let v = self.pick::<R>()?;

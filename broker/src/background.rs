@@ -76,5 +76,6 @@ pub fn spawn(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     );
     every(broker.clone(), shutdown.clone(), retention_ms, retention);
     every(broker.clone(), shutdown.clone(), flush_ms, flush);
-    every(broker, shutdown, cleaner_ms, clean);
+    every(broker.clone(), shutdown.clone(), cleaner_ms, clean);
+    crate::replication::spawn(broker, shutdown);
 }

@@ -114,6 +114,9 @@ impl Broker {
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(handlers::list_offsets::handle(self, v, r))
             }
+            RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+                handlers::offset_for_leader_epoch::handle(self, v, r),
+            ),
             RequestKind::CreateTopics(r) => {
                 ResponseKind::CreateTopics(handlers::topics::create_topics(self, v, r).await)
             }
@@ -196,6 +199,7 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::Produce => "Produce",
         ApiKey::Fetch => "Fetch",
         ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::Metadata => "Metadata",
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",

@@ -35,7 +35,7 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
 
     /// Comma-separated coordinator addresses (cluster mode). Absent means standalone mode.
-    #[arg(long, env = "RIVULET_COORDINATOR")]
+    #[arg(long, env = "RIVULET_COORDINATOR", value_parser = crate::cluster::store::addr::validate)]
     pub coordinator: Option<String>,
 
     /// Create topics on first Metadata request for them (Kafka's auto.create.topics.enable).

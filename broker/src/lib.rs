@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod topic_config;
 

@@ -11,9 +11,11 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use rivulet_broker::broker::Broker;
+use rivulet_broker::cluster::controller;
+use rivulet_broker::cluster::zk_store::{ZkMetadataStore, ZkSettings};
 use rivulet_broker::config::BrokerConfig;
 use rivulet_broker::metadata::standalone::LocalMetadataStore;
-use rivulet_broker::metadata::BrokerMeta;
+use rivulet_broker::metadata::{BrokerMeta, MetadataStore};
 use rivulet_broker::metrics::Metrics;
 use rivulet_broker::partition::ReplicaManager;
 use rivulet_broker::{admin_http, background, server};
@@ -82,10 +84,12 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let (host, port) = config.advertised()?;
-    if config.coordinator.is_some() {
-        bail!("--coordinator (cluster mode) is not available in this build yet; run without it for a standalone broker");
-    }
-    if config.default_replication_factor != 1 {
+    // Cluster mode: the --coordinator value is checked before anything touches the disk.
+    let cluster = match &config.coordinator {
+        Some(_) => Some(ZkSettings::from_config(&config).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    if cluster.is_none() && config.default_replication_factor != 1 {
         bail!(
             "--default-replication-factor {} needs {} brokers, but a standalone broker is one",
             config.default_replication_factor,
@@ -102,13 +106,28 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         port,
         rack: config.rack.clone(),
     };
-    let store = LocalMetadataStore::open(&config.data_dir, me.clone())
-        .context("opening standalone metadata")?;
+    let (store, zk): (Arc<dyn MetadataStore>, Option<Arc<ZkMetadataStore>>) = match cluster {
+        Some(settings) => {
+            let zk = Arc::new(
+                ZkMetadataStore::connect(settings, me.clone())
+                    .await
+                    .context("joining the cluster")?,
+            );
+            (zk.clone(), Some(zk))
+        }
+        None => (
+            Arc::new(
+                LocalMetadataStore::open(&config.data_dir, me.clone())
+                    .context("opening standalone metadata")?,
+            ),
+            None,
+        ),
+    };
     let replicas = ReplicaManager::new(&config.data_dir, config.broker_id);
     let broker = Arc::new(Broker::new(
         config.clone(),
         me,
-        Arc::new(store),
+        store,
         replicas,
         Metrics::new(),
     ));
@@ -140,6 +159,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let _ = admin_stop.wait_for(|s| *s).await;
     }));
     let server_task = tokio::spawn(server::run(kafka, broker.clone(), stop_rx.clone()));
+    if let Some(zk) = &zk {
+        spawn_cluster_tasks(&broker, zk, stop_rx.clone());
+    }
     broker.set_ready(true);
     tracing::info!(
         broker_id = config.broker_id,
@@ -147,11 +169,26 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         advertised = %format!("{host}:{port}"),
         admin = %config.admin_addr,
         data_dir = %config.data_dir.display(),
-        "rivulet-broker ready (standalone)"
+        mode = if zk.is_some() { "cluster" } else { "standalone" },
+        "{}",
+        if zk.is_some() {
+            "rivulet-broker ready (cluster)"
+        } else {
+            "rivulet-broker ready (standalone)"
+        }
     );
 
     wait_for_signal().await?;
     tracing::info!("shutting down");
+    // Controlled shutdown: keep serving while the controller moves leadership away, so acks=all
+    // clients see at most a retriable NOT_LEADER_OR_FOLLOWER during a rolling restart.
+    if config.coordinator.is_some() && config.controlled_shutdown_enable {
+        let timeout = Duration::from_millis(config.controlled_shutdown_timeout_ms);
+        match broker.metadata.controlled_shutdown(timeout).await {
+            Ok(()) => tracing::info!("controlled shutdown: leadership moved off this broker"),
+            Err(e) => tracing::warn!(error = %e, "controlled shutdown incomplete; stopping anyway"),
+        }
+    }
     broker.set_ready(false);
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
@@ -160,8 +197,35 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // Connections were told to stop; give in-flight requests a moment to finish writing.
     tokio::time::sleep(Duration::from_millis(50)).await;
     broker.replicas.shutdown();
+    if let Some(zk) = &zk {
+        zk.close().await; // leave the cluster now rather than after the session timeout
+    }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Cluster mode: hosted partitions follow every metadata change, and the controller runs on
+/// the registration's session (losing the session loses controllership).
+fn spawn_cluster_tasks(broker: &Arc<Broker>, zk: &ZkMetadataStore, stop: watch::Receiver<bool>) {
+    let b = broker.clone();
+    let mut changes = broker.metadata.subscribe();
+    let mut sync_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            // First pass at once: the view may have changed since start-up's sync.
+            if let Err(e) = b.sync_partitions() {
+                tracing::error!(error = %format!("{e:#}"), "applying metadata to hosted partitions failed");
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                _ = sync_stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+    let cfg = controller::ControllerConfig::from_broker(&broker.config);
+    zk.spawn_per_session(stop, move |client, stop| {
+        controller::run(client, cfg.clone(), stop)
+    });
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -31,8 +31,24 @@ pub struct LagLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabel {
+    pub topic: String,
+    pub partition: String,
+    pub replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+/// One hosted partition's replication figures, for [`Metrics::set_replication`].
+pub struct ReplicationRow {
+    pub topic: String,
+    pub partition: i32,
+    pub high_watermark: i64,
+    /// Leader only: (follower id, leader log end minus the follower's fetch offset).
+    pub follower_lags: Vec<(i32, i64)>,
 }
 
 type HistogramFamily = Family<ApiLabel, Histogram, fn() -> Histogram>;
@@ -58,6 +74,11 @@ pub struct Metrics {
     log_dir_total: Gauge,
     log_dir_usable: Gauge,
     group_lag: Family<LagLabel, Gauge>,
+    under_replicated: Gauge,
+    isr_shrinks: Counter,
+    isr_expands: Counter,
+    high_watermark: Family<PartitionLabel, Gauge>,
+    replica_lag: Family<ReplicaLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -83,6 +104,36 @@ impl Metrics {
         let log_dir_total = Gauge::default();
         let log_dir_usable = Gauge::default();
         let group_lag = Family::<LagLabel, Gauge>::default();
+        let under_replicated = Gauge::default();
+        let isr_shrinks = Counter::default();
+        let isr_expands = Counter::default();
+        let high_watermark = Family::<PartitionLabel, Gauge>::default();
+        let replica_lag = Family::<ReplicaLabel, Gauge>::default();
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions led here whose ISR is smaller than their replica set (Kafka's UnderReplicatedPartitions)",
+            under_replicated.clone(),
+        );
+        registry.register(
+            "isr_shrinks",
+            "ISR shrinks written by this broker as leader (Kafka's IsrShrinksPerSec)",
+            isr_shrinks.clone(),
+        );
+        registry.register(
+            "isr_expands",
+            "ISR expansions written by this broker as leader (Kafka's IsrExpandsPerSec)",
+            isr_expands.clone(),
+        );
+        registry.register(
+            "high_watermark",
+            "High watermark per hosted partition",
+            high_watermark.clone(),
+        );
+        registry.register(
+            "replica_lag_messages",
+            "Leader's log end minus each follower's fetch offset, per partition led here",
+            replica_lag.clone(),
+        );
         registry.register(
             "consumer_group_lag",
             "High watermark minus the group's committed offset, per partition",
@@ -169,6 +220,47 @@ impl Metrics {
             log_dir_total,
             log_dir_usable,
             group_lag,
+            under_replicated,
+            isr_shrinks,
+            isr_expands,
+            high_watermark,
+            replica_lag,
+        }
+    }
+
+    pub fn isr_shrink(&self) {
+        self.isr_shrinks.inc();
+    }
+
+    pub fn isr_expand(&self) {
+        self.isr_expands.inc();
+    }
+
+    /// Replication gauges: the under-replicated count, and per partition.
+    pub fn set_replication(&self, under_replicated: i64, rows: &[ReplicationRow]) {
+        self.under_replicated.set(under_replicated);
+        self.high_watermark.clear();
+        self.replica_lag.clear();
+        for ReplicationRow {
+            topic,
+            partition: p,
+            high_watermark: hw,
+            follower_lags: lags,
+        } in rows
+        {
+            let l = PartitionLabel {
+                topic: topic.clone(),
+                partition: p.to_string(),
+            };
+            self.high_watermark.get_or_create(&l).set(*hw);
+            for (replica, lag) in lags {
+                let l = ReplicaLabel {
+                    topic: topic.clone(),
+                    partition: p.to_string(),
+                    replica: replica.to_string(),
+                };
+                self.replica_lag.get_or_create(&l).set(*lag);
+            }
         }
     }
 

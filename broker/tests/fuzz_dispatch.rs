@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, ResponseKind,
+    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, FetchRequest, MetadataRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -56,6 +59,18 @@ fn seeds() -> Vec<Bytes> {
         frame(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(1)),
         frame(ApiKey::Fetch, 11, &FetchRequest::default()),
         frame(ApiKey::CreateTopics, 5, &CreateTopicsRequest::default()),
+        frame(
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            &OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_leader_epoch(0)])]),
+        ),
     ]
 }
 
@@ -75,7 +90,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_frames_never_panic(seed in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in any::<usize>()) {
+    fn mutated_valid_frames_never_panic(seed in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in any::<usize>()) {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let b = broker(dir.path());

@@ -20,11 +20,15 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
 }
 
 pub(crate) fn write_offset(dir: &Path, name: &str, offset: i64) -> Result<(), LogError> {
+    write_atomic(dir, name, format!("0\n{offset}\n").as_bytes())
+}
+
+/// Replaces `dir/name` with `contents`: write `<name>.tmp`, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), LogError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let mut f = File::create(&tmp).ctx("create checkpoint", &tmp)?;
-    f.write_all(format!("0\n{offset}\n").as_bytes())
-        .ctx("write checkpoint", &tmp)?;
+    f.write_all(contents).ctx("write checkpoint", &tmp)?;
     f.sync_all().ctx("fsync checkpoint", &tmp)?;
     fs::rename(&tmp, &path).ctx("rename checkpoint", &path)?;
     fsync_dir(dir)

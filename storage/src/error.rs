@@ -21,6 +21,8 @@ pub enum LogError {
     RecordBatchTooLarge { size: usize, segment_bytes: u64 },
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("replicated batch at offset {found} does not follow the log end {expected}")]
+    UnexpectedOffset { expected: i64, found: i64 },
     #[error("corrupt log: {0}")]
     Corrupt(String),
 }

@@ -7,6 +7,7 @@ mod checkpoint;
 pub mod compaction;
 pub mod compression;
 pub mod config;
+mod epoch_cache;
 mod error;
 mod index;
 pub mod log;
@@ -14,6 +15,8 @@ mod segment;
 
 #[cfg(test)]
 mod compaction_tests;
+#[cfg(test)]
+mod epoch_tests;
 #[cfg(test)]
 mod log_tests;
 
@@ -23,5 +26,6 @@ pub use batch::{
 };
 pub use compaction::{CleanTask, Cleaned, CompactionStats};
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
+pub use epoch_cache::EpochEntry;
 pub use error::LogError;
 pub use log::{AppendResult, PartitionLog, ReadResult, RetentionStats};

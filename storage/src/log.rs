@@ -11,6 +11,7 @@ use crate::checkpoint::{
 };
 use crate::compaction::{self, CleanerState};
 use crate::config::{LogConfig, TimestampType};
+use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
 use crate::error::{LogError, ResultExt};
 use crate::segment::{self, Next, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
@@ -52,6 +53,8 @@ pub struct PartitionLog {
     pub(crate) log_start_offset: i64,
     /// Log cleaner bookkeeping (see `compaction.rs`).
     pub(crate) cleaner: CleanerState,
+    /// Leader epoch -> start offset (see `epoch_cache.rs`).
+    epochs: LeaderEpochCache,
     /// Everything below this offset is known durable and validated (segments before it are
     /// trusted on an unclean restart).
     recovery_point: i64,
@@ -156,6 +159,7 @@ impl PartitionLog {
             segments,
             log_start_offset: 0,
             cleaner: CleanerState::load(dir)?,
+            epochs: LeaderEpochCache::empty(dir),
             recovery_point: 0,
             unflushed_messages: 0,
             first_unflushed_ms: None,
@@ -175,6 +179,7 @@ impl PartitionLog {
             }
         }
         log.delete_below_log_start()?;
+        log.load_epochs()?;
         // Everything before the active segment is now validated and durable.
         log.recovery_point = log.active().base_offset;
         checkpoint::write_offset(dir, RECOVERY_POINT_FILE, log.recovery_point)?;
@@ -330,9 +335,7 @@ impl PartitionLog {
             }
             next += i64::from(h.records_count);
         }
-        let interval = self.config.index_interval_bytes;
-        self.active_mut()
-            .append(batches, &headers, interval, now_ms)?;
+        self.write_batches(batches, &headers, &[(leader_epoch, base_offset)], now_ms)?;
         self.unflushed_messages = self.unflushed_messages.saturating_add(records as u64);
         self.first_unflushed_ms.get_or_insert(now_ms);
         if self.unflushed_messages >= self.config.flush_messages {
@@ -346,6 +349,50 @@ impl PartitionLog {
         })
     }
 
+    /// Records the epochs' start offsets (checkpointed before the data goes to disk, so a crash
+    /// leaves at worst an entry past the log end, dropped on open), then writes the batches at
+    /// the end of the active segment. A failed write restores the cache.
+    fn write_batches(
+        &mut self,
+        data: &[u8],
+        headers: &[(usize, BatchHeader)],
+        epochs: &[(i32, i64)],
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        // The common case, more data in the latest epoch, leaves the cache alone.
+        let latest = self.epochs.latest();
+        let untouched = epochs.iter().all(|&(epoch, start)| {
+            epoch < 0 || latest.is_some_and(|l| l.epoch == epoch && l.start_offset < start)
+        });
+        let saved = if untouched {
+            Vec::new()
+        } else {
+            self.epochs.entries().to_vec()
+        };
+        if let (false, Some(&(_, first))) = (untouched, epochs.first()) {
+            // Entries at or after the first new batch describe no data (an epoch this replica
+            // assigned as leader and never wrote in); the batches say what comes there.
+            self.epochs.truncate_from_end_in_memory(first);
+            for &(epoch, start) in epochs {
+                self.epochs.assign_in_memory(epoch, start);
+            }
+        }
+        let changed = !untouched && self.epochs.entries() != saved.as_slice();
+        let interval = self.config.index_interval_bytes;
+        let written = if changed { self.epochs.flush() } else { Ok(()) }
+            .and_then(|()| self.active_mut().append(data, headers, interval, now_ms));
+        if let Err(e) = written {
+            if changed {
+                self.epochs.restore(saved);
+                if let Err(e2) = self.epochs.flush() {
+                    tracing::warn!(dir = %self.dir.display(), error = %e2, "cannot restore the leader-epoch checkpoint; the next open trims it");
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Seals the active segment and starts a new one at the log end offset. No-op when the
     /// active segment is empty.
     fn roll(&mut self) -> Result<(), LogError> {
@@ -353,16 +400,147 @@ impl PartitionLog {
             return Ok(());
         }
         let leo = self.log_end_offset();
+        self.roll_at(leo)
+    }
+
+    /// Starts a new active segment at `base` (>= the log end offset): seals a non-empty active
+    /// segment, or replaces an empty one.
+    fn roll_at(&mut self, base: i64) -> Result<(), LogError> {
+        let leo = self.log_end_offset();
         let dir = self.dir.clone();
-        self.active_mut().seal(&dir)?;
-        let seg = Segment::create(&dir, leo, preallocation(&self.config))?;
+        if self.active().size == 0 {
+            if self.active().base_offset == base {
+                return Ok(());
+            }
+            if let Some(empty) = self.segments.pop() {
+                empty.delete_files(&dir)?;
+            }
+        } else {
+            self.active_mut().seal(&dir)?;
+        }
+        let seg = Segment::create(&dir, base, preallocation(&self.config))?;
         fsync_dir(&dir)?;
         self.segments.push(seg);
+        if self.segments.len() == 1 && self.log_start_offset < base {
+            // The only segment now starts at `base`: nothing lies below it.
+            self.set_log_start_offset(base)?;
+        }
         // Sealing fsynced everything before `leo`.
         self.recovery_point = leo;
         checkpoint::write_offset(&dir, RECOVERY_POINT_FILE, leo)?;
-        tracing::debug!(dir = %dir.display(), base_offset = leo, "rolled segment");
+        tracing::debug!(dir = %dir.display(), base_offset = base, "rolled segment");
         Ok(())
+    }
+
+    /// Follower append: whole v2 batches copied from the leader, keeping the leader's base
+    /// offsets, partition leader epochs and timestamps byte for byte. Each batch must pass
+    /// framing and CRC32C checks (compacted batches, with fewer records than offsets, are
+    /// accepted); the first base offset must be >= the log end offset and offsets strictly
+    /// increasing. Gaps (a base offset past the previous batch's end) are accepted only where
+    /// the leader's log can have them: a compacted topic, or a payload holding a compacted
+    /// batch. The leader-epoch cache learns each batch's epoch. Segments roll as for
+    /// [`Self::append`]; a new segment starts at the base offset of the first batch it holds.
+    pub fn append_replicated(&mut self, batches: &[u8]) -> Result<AppendResult, LogError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.append_replicated_at(batches, now_ms)
+    }
+
+    /// [`Self::append_replicated`] with the clock given (segment.ms rolling, flush.ms).
+    pub fn append_replicated_at(
+        &mut self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendResult, LogError> {
+        if batches.is_empty() {
+            return Err(BatchError::Empty.into());
+        }
+        let leo = self.log_end_offset();
+        let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(1);
+        let mut pos = 0;
+        let mut any_compacted = false;
+        while pos < batches.len() {
+            let h = batch::validate_stored_batch(&batches[pos..])?;
+            if h.last_offset() == i64::MAX {
+                return Err(LogError::Corrupt(format!(
+                    "replicated batch at {} ends at the largest offset",
+                    h.base_offset
+                )));
+            }
+            any_compacted |= i64::from(h.records_count) <= i64::from(h.last_offset_delta)
+                || h.has_delete_horizon();
+            headers.push((pos, h));
+            pos += h.total_len();
+        }
+        let gaps_allowed = any_compacted || self.config.cleanup_policy.compacts();
+        let mut expected = leo;
+        let mut records: u64 = 0;
+        for (_, h) in &headers {
+            if h.base_offset < expected || (h.base_offset > expected && !gaps_allowed) {
+                return Err(LogError::UnexpectedOffset {
+                    expected,
+                    found: h.base_offset,
+                });
+            }
+            expected = h.next_offset();
+            records += h.records_count as u64;
+        }
+        let first_base = headers[0].1.base_offset;
+        let last_offset = expected - 1;
+        let seg_bytes = self.config.effective_segment_bytes();
+        let active = self.active();
+        let too_big = active.size + batches.len() as u64 > seg_bytes;
+        let too_old = active
+            .rolling_base_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
+        if offsets_overflow || (active.size > 0 && (too_big || too_old)) {
+            self.roll_at(first_base)?;
+        }
+        let epochs: Vec<(i32, i64)> = headers
+            .iter()
+            .map(|(_, h)| (h.partition_leader_epoch, h.base_offset))
+            .collect();
+        self.write_batches(batches, &headers, &epochs, now_ms)?;
+        self.unflushed_messages = self.unflushed_messages.saturating_add(records);
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush()?;
+        }
+        Ok(AppendResult {
+            base_offset: first_base,
+            last_offset,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// The largest leader epoch in the leader-epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest().map(|e| e.epoch)
+    }
+
+    /// The leader-epoch cache, oldest epoch first.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// OffsetForLeaderEpoch, Kafka's semantics: for the latest cached epoch, `(epoch, log end
+    /// offset)`; for an older one, the largest cached epoch <= `epoch` and the start offset of
+    /// the next larger cached epoch; for an epoch below every cached one, `(epoch, start of
+    /// the first cached epoch)`. `None` (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET) for a
+    /// negative epoch, an empty cache, or an epoch above the latest.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// A replica becoming leader with `epoch` records that the epoch starts at the log end
+    /// offset (Kafka does this before the first append, so followers can ask about the epoch
+    /// at once). No-op when `epoch` is already the latest.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<(), LogError> {
+        let leo = self.log_end_offset();
+        self.epochs.assign(epoch, leo).map(|_| ())
     }
 
     /// Whole batches from the one holding `offset`, at most `max_bytes` (but one whole batch
@@ -533,9 +711,108 @@ impl PartitionLog {
 
     fn set_log_start_offset(&mut self, offset: i64) -> Result<(), LogError> {
         if offset != self.log_start_offset {
+            let raised = offset > self.log_start_offset;
             self.log_start_offset = offset;
             checkpoint::write_offset(&self.dir, LOG_START_OFFSET_FILE, offset)?;
+            if raised {
+                self.epochs.truncate_from_start(offset)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Loads the leader-epoch checkpoint (rebuilding it from the batch headers when missing or
+    /// malformed) and trims it to the log: entries past the log end (their data was lost in a
+    /// crash or cut by recovery) go, and the first one starts no earlier than the log start.
+    fn load_epochs(&mut self) -> Result<(), LogError> {
+        let leo = self.log_end_offset();
+        let mut loaded = LeaderEpochCache::load(&self.dir)?;
+        if let Some(cache) = loaded.as_mut() {
+            // Entries past the log end: their data was lost in a crash or cut by recovery. An
+            // entry at exactly the log end is an epoch that has no data yet: kept.
+            let n = cache.entries().partition_point(|e| e.start_offset <= leo);
+            let mut kept = cache.entries().to_vec();
+            kept.truncate(n);
+            cache.restore(kept);
+        }
+        // The checkpoint is written before the data, so the entry covering the last batch
+        // always has that batch's epoch; if not, the file is stale (restored, copied by hand)
+        // and the batches are the truth.
+        if let (Some(cache), Some(last)) = (&loaded, self.last_batch_header()?) {
+            let at = last.base_offset.max(self.log_start_offset);
+            let n = cache.entries().partition_point(|e| e.start_offset <= at);
+            let covering = n.checked_sub(1).map(|i| cache.entries()[i].epoch);
+            if last.partition_leader_epoch >= 0 && covering != Some(last.partition_leader_epoch) {
+                tracing::warn!(dir = %self.dir.display(), last_epoch = last.partition_leader_epoch, "leader-epoch checkpoint disagrees with the log; rebuilding it");
+                loaded = None;
+            }
+        }
+        match loaded {
+            Some(cache) => {
+                self.epochs = cache;
+                self.epochs.flush()?;
+            }
+            None => {
+                let mut cache = LeaderEpochCache::empty(&self.dir);
+                self.scan_headers(self.log_start_offset, &mut |h| {
+                    cache.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                })?;
+                cache.flush()?;
+                tracing::info!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader-epoch cache from the log");
+                self.epochs = cache;
+            }
+        }
+        self.epochs.truncate_from_start(self.log_start_offset)
+    }
+
+    /// Header of the last batch at or after the log start, if any.
+    fn last_batch_header(&self) -> Result<Option<BatchHeader>, LogError> {
+        for seg in self.segments.iter().rev() {
+            if seg.size == 0 || seg.next_offset <= self.log_start_offset {
+                continue;
+            }
+            let mut last = None;
+            if let Some((pos, _)) = seg.locate(seg.next_offset - 1)? {
+                let mut sc = seg.scanner(pos);
+                while let Next::Batch(_, h) = sc.next_header()? {
+                    last = Some(h);
+                    sc.advance(h.total_len());
+                }
+            }
+            if last.is_some() {
+                return Ok(last);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Follower whose log end is below the leader's log start (Kafka's
+    /// `truncateFullyAndStartAt`): removes every segment and the epoch cache and starts an
+    /// empty log at `offset`, which becomes both the log start and the log end.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.log_end_offset(),
+            });
+        }
+        let dir = self.dir.clone();
+        while let Some(seg) = self.segments.pop() {
+            seg.delete_files(&dir)?;
+        }
+        fsync_dir(&dir)?;
+        self.segments
+            .push(Segment::create(&dir, offset, preallocation(&self.config))?);
+        fsync_dir(&dir)?;
+        self.epochs.clear()?;
+        self.log_start_offset = offset;
+        checkpoint::write_offset(&dir, LOG_START_OFFSET_FILE, offset)?;
+        self.recovery_point = offset;
+        checkpoint::write_offset(&dir, RECOVERY_POINT_FILE, offset)?;
+        self.cleaner.truncated(&dir, offset)?;
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
         Ok(())
     }
 
@@ -671,9 +948,13 @@ impl PartitionLog {
 
     /// Drops everything at and after `offset`. The cut is at a batch boundary: when `offset`
     /// falls inside a batch, that whole batch goes and the log end offset becomes its base.
+    /// The leader-epoch cache loses every entry starting at or after the new log end, even when
+    /// nothing else changes (`offset` >= the log end): an epoch this replica assigned as leader
+    /// without writing data in it must not survive into its life as a follower.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        if offset >= self.log_end_offset() {
-            return Ok(());
+        let leo = self.log_end_offset();
+        if offset >= leo {
+            return self.epochs.truncate_from_end(leo);
         }
         let dir = self.dir.clone();
         if offset < 0 {
@@ -719,6 +1000,8 @@ impl PartitionLog {
         self.recovery_point = self.recovery_point.min(self.active().base_offset);
         checkpoint::write_offset(&dir, RECOVERY_POINT_FILE, self.recovery_point)?;
         self.cleaner.truncated(&dir, offset)?;
+        let leo = self.log_end_offset();
+        self.epochs.truncate_from_end(leo)?;
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
         Ok(())

@@ -1,7 +1,16 @@
 //! The group coordinator's I/O layer: one lock over all groups, deferred JoinGroup/SyncGroup
 //! answers delivered through oneshot channels, a ticker for session and rebalance timeouts, and
-//! durable state in `__consumer_offsets` (written before a commit or assignment is acknowledged,
-//! replayed on start).
+//! durable state in `__consumer_offsets` (written before a commit or assignment is acknowledged).
+//!
+//! Groups move with leadership, as in Kafka: this broker coordinates the groups of the
+//! `__consumer_offsets` partitions it leads. The ticker compares the partitions it leads with the
+//! ones it has loaded: a newly led partition is loaded (its groups answer
+//! COORDINATOR_LOAD_IN_PROGRESS meanwhile) and a partition no longer led is dropped from memory,
+//! its waiting members answered NOT_COORDINATOR; groups of partitions not led here get
+//! NOT_COORDINATOR. Records are appended on the leader and the answer waits until they are
+//! committed (the high watermark passes them), so an acknowledged commit or assignment survives
+//! the loss of the coordinator. In standalone mode the broker leads every partition and commits
+//! are committed on append, so nothing waits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,13 +31,80 @@ use super::state::{
 };
 use super::{partition_for, OFFSETS_TOPIC};
 use crate::broker::Broker;
-use crate::metadata::NewTopic;
+use crate::metadata::{placement, NewTopic};
+use crate::partition::{AppendError, CommitError, Partition};
+
+/// Kafka's `offsets.commit.timeout.ms` default: how long a commit or group write waits for the
+/// in-sync replicas.
+const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5_000);
+
+/// This coordinator's hold on one `__consumer_offsets` partition it leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owned {
+    /// Being replayed into memory; its groups answer COORDINATOR_LOAD_IN_PROGRESS.
+    Loading { epoch: i32 },
+    /// In memory; `end` is the log end after the last record this coordinator read or wrote.
+    Loaded { epoch: i32, end: i64 },
+}
+
+impl Owned {
+    fn epoch(self) -> i32 {
+        match self {
+            Owned::Loading { epoch } | Owned::Loaded { epoch, .. } => epoch,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Inner {
     groups: HashMap<String, Group>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
+    /// `__consumer_offsets` partitions coordinated here.
+    owned: HashMap<i32, Owned>,
+}
+
+/// A record appended to `__consumer_offsets`, not yet known to be committed.
+struct Pending {
+    part: Arc<Partition>,
+    last_offset: i64,
+}
+
+impl Pending {
+    /// Waits until the record is committed; the error is the one Kafka's coordinator gives.
+    async fn committed(&self) -> Result<(), ResponseError> {
+        if self.part.high_watermark() > self.last_offset {
+            return Ok(());
+        }
+        match self
+            .part
+            .wait_committed(self.last_offset, OFFSETS_COMMIT_TIMEOUT)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(CommitError::NotLeader) => Err(ResponseError::NotCoordinator),
+            Err(CommitError::NotEnoughReplicas) => Err(ResponseError::CoordinatorNotAvailable),
+            Err(CommitError::Timeout) => Err(ResponseError::RequestTimedOut),
+        }
+    }
+}
+
+/// A group write whose SyncGroup answers are held until it is committed.
+struct Settle {
+    group: String,
+    generation: i32,
+    pending: Pending,
+    syncs: Vec<(oneshot::Sender<SyncResult>, SyncResult)>,
+}
+
+/// What [`GroupCoordinator::apply_effects`] did about persisting the group.
+enum Stored {
+    /// Nothing to wait for (no write, or already committed).
+    Done,
+    /// The write failed (with this error); dependent answers got it and the group rebalances.
+    Failed(ResponseError),
+    /// Written; finish with [`GroupCoordinator::settle`] after releasing the lock.
+    Waiting(Settle),
 }
 
 pub struct GroupCoordinator {
@@ -46,8 +122,20 @@ pub type CommitResult = Vec<((String, i32), ResponseError)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
+    #[error("this broker does not lead {OFFSETS_TOPIC}-{0}")]
+    NotLeader(i32),
     #[error("{0}")]
     Failed(String),
+}
+
+impl PersistError {
+    /// The error a client gets for a write that could not be made.
+    fn response(&self) -> ResponseError {
+        match self {
+            PersistError::NotLeader(_) => ResponseError::NotCoordinator,
+            PersistError::Failed(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
 }
 
 impl GroupCoordinator {
@@ -68,12 +156,21 @@ impl GroupCoordinator {
 
     /// Creates `__consumer_offsets` on first use, as Kafka does.
     pub async fn ensure_offsets_topic(&self, b: &Broker) -> Result<(), ResponseError> {
-        if b.metadata.view().topic(OFFSETS_TOPIC).is_some() {
+        let view = b.metadata.view();
+        if view.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        let assignment = (0..self.offsets_partitions)
-            .map(|_| vec![b.me.id])
-            .collect();
+        // offsets.topic.replication.factor, capped by the live brokers (a standalone broker: 1).
+        let rf = b
+            .config
+            .offsets_topic_replication_factor
+            .min(view.brokers.len() as i16)
+            .max(1);
+        let assignment = placement::assign(&view.brokers, 0, self.offsets_partitions, rf, 0)
+            .map_err(|e| {
+                tracing::error!(error = %e, "placing __consumer_offsets failed");
+                ResponseError::CoordinatorNotAvailable
+            })?;
         // As Kafka: compacted (the latest commit per group/partition key survives, no time or
         // size retention), 100 MiB segments.
         let configs: BTreeMap<String, String> = [
@@ -104,21 +201,153 @@ impl GroupCoordinator {
         })?;
         tracing::info!(
             partitions = self.offsets_partitions,
+            replication_factor = rf,
             "created __consumer_offsets"
         );
+        // Take the partitions led here at once rather than at the next tick.
+        self.reconcile(b).await;
         Ok(())
     }
 
+    /// Whether this coordinator serves `group` now: NOT_COORDINATOR when its partition is not
+    /// led here, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
+    fn check_owner(&self, b: &Broker, inner: &Inner, group: &str) -> Result<(), ResponseError> {
+        let partition = partition_for(group, self.offsets_partitions);
+        match inner.owned.get(&partition) {
+            Some(Owned::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
+            Some(Owned::Loaded { .. }) => match b.replicas.get(OFFSETS_TOPIC, partition) {
+                // Leadership may have moved since the last reconcile.
+                Some(p) if p.is_leader() => Ok(()),
+                _ => Err(ResponseError::NotCoordinator),
+            },
+            None => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// Loads the `__consumer_offsets` partitions this broker now leads and drops the ones it no
+    /// longer leads (run by the ticker, after creating the topic, and at start). A new leader
+    /// epoch on a partition still led here keeps the groups when nobody else wrote to it
+    /// meanwhile (the log end is where this coordinator left it); otherwise they are reloaded.
+    pub async fn reconcile(&self, b: &Broker) {
+        let led: HashMap<i32, (Arc<Partition>, i32)> = (0..self.offsets_partitions)
+            .filter_map(|i| b.replicas.get(OFFSETS_TOPIC, i))
+            .filter(|p| p.is_leader())
+            .map(|p| {
+                let epoch = p.leader_epoch();
+                (p.index, (p, epoch))
+            })
+            .collect();
+        let mut to_load = Vec::new();
+        {
+            let mut inner = self.inner.lock().await;
+            let owned: Vec<(i32, Owned)> = inner.owned.iter().map(|(p, o)| (*p, *o)).collect();
+            for (p, o) in owned {
+                match (led.get(&p), o) {
+                    (None, _) => Self::unload(&mut inner, p, self.offsets_partitions),
+                    (Some((_, epoch)), o) if o.epoch() == *epoch => {}
+                    (Some((part, epoch)), Owned::Loaded { end, .. })
+                        if part.log_end_offset() == end =>
+                    {
+                        inner.owned.insert(p, Owned::Loaded { epoch: *epoch, end });
+                    }
+                    (Some(_), _) => Self::unload(&mut inner, p, self.offsets_partitions),
+                }
+            }
+            for (p, (part, epoch)) in &led {
+                if !inner.owned.contains_key(p) {
+                    inner.owned.insert(*p, Owned::Loading { epoch: *epoch });
+                    to_load.push((part.clone(), *epoch));
+                }
+            }
+        }
+        for (part, epoch) in to_load {
+            self.load_partition(&part, epoch).await;
+        }
+    }
+
+    /// Replays one partition (read without the lock: its groups are refused while loading).
+    async fn load_partition(&self, part: &Arc<Partition>, epoch: i32) {
+        let p = part.index;
+        let read = read_records(part);
+        let mut inner = self.inner.lock().await;
+        if inner.owned.get(&p) != Some(&Owned::Loading { epoch }) {
+            return; // unloaded or superseded meanwhile
+        }
+        let (records, end) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(partition = p, error = %format!("{e:#}"), "loading consumer groups failed; retrying");
+                inner.owned.remove(&p);
+                return;
+            }
+        };
+        if !part.is_leader() || part.leader_epoch() != epoch || part.log_end_offset() != end {
+            // Leadership moved or the log changed under the read: the next reconcile retries.
+            inner.owned.remove(&p);
+            return;
+        }
+        let now = crate::now_ms();
+        let count = records.len();
+        for (key, value) in records {
+            apply_record(&mut inner.groups, key, value, now);
+        }
+        inner.owned.insert(p, Owned::Loaded { epoch, end });
+        let groups = inner
+            .groups
+            .keys()
+            .filter(|g| partition_for(g, self.offsets_partitions) == p)
+            .count();
+        tracing::info!(
+            partition = p,
+            leader_epoch = epoch,
+            records = count,
+            groups,
+            "coordinating the consumer groups of {OFFSETS_TOPIC}-{p}"
+        );
+    }
+
+    /// Forgets a partition's groups; members waiting on them are told NOT_COORDINATOR so they
+    /// look the coordinator up again.
+    fn unload(inner: &mut Inner, p: i32, partitions: i32) {
+        inner.owned.remove(&p);
+        let mine = |g: &str| partition_for(g, partitions) == p;
+        let before = inner.groups.len();
+        inner.groups.retain(|g, _| !mine(g));
+        let joins: Vec<_> = inner.joins.keys().filter(|k| mine(&k.0)).cloned().collect();
+        for k in joins {
+            if let Some(tx) = inner.joins.remove(&k) {
+                let _ = tx.send(JoinResult::error(ResponseError::NotCoordinator, &k.1));
+            }
+        }
+        let syncs: Vec<_> = inner.syncs.keys().filter(|k| mine(&k.0)).cloned().collect();
+        for k in syncs {
+            if let Some(tx) = inner.syncs.remove(&k) {
+                let _ = tx.send(SyncResult::error(ResponseError::NotCoordinator));
+            }
+        }
+        tracing::info!(
+            partition = p,
+            groups = before - inner.groups.len(),
+            "no longer coordinating the consumer groups of {OFFSETS_TOPIC}-{p}"
+        );
+    }
+
+    /// Appends a group's records to its `__consumer_offsets` partition (on the leader only).
     fn append(
         &self,
         b: &Broker,
+        inner: &mut Inner,
         group: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), PersistError> {
+    ) -> Result<Pending, PersistError> {
         let partition = partition_for(group, self.offsets_partitions);
-        let part = b.replicas.get(OFFSETS_TOPIC, partition).ok_or_else(|| {
-            PersistError::Failed(format!("{OFFSETS_TOPIC}-{partition} is not hosted here"))
-        })?;
+        let part = b
+            .replicas
+            .get(OFFSETS_TOPIC, partition)
+            .ok_or(PersistError::NotLeader(partition))?;
+        let Some(Owned::Loaded { epoch, .. }) = inner.owned.get(&partition).copied() else {
+            return Err(PersistError::NotLeader(partition));
+        };
         let now = crate::now_ms();
         let recs: Vec<Record> = records
             .into_iter()
@@ -151,9 +380,23 @@ impl GroupCoordinator {
         .map_err(|e| PersistError::Failed(format!("encoding offsets batch: {e}")))?;
         let headers = rivulet_storage::validate_batches(&buf)
             .map_err(|e| PersistError::Failed(format!("offsets batch invalid: {e}")))?;
-        part.append(&mut buf, &headers, 0, now)
-            .map_err(|e| PersistError::Failed(e.to_string()))?;
-        Ok(())
+        let appended = part
+            .append(&mut buf, &headers, epoch, now)
+            .map_err(|e| match e {
+                AppendError::NotLeader => PersistError::NotLeader(partition),
+                e => PersistError::Failed(e.to_string()),
+            })?;
+        inner.owned.insert(
+            partition,
+            Owned::Loaded {
+                epoch,
+                end: part.log_end_offset(),
+            },
+        );
+        Ok(Pending {
+            part,
+            last_offset: appended.last_offset,
+        })
     }
 
     fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
@@ -194,33 +437,60 @@ impl GroupCoordinator {
         (key, Some(value.encode()))
     }
 
-    /// Persists what the effects require, then delivers deferred answers. Returns false when
-    /// the group could not be persisted: as in Kafka, the SyncGroup answers that depended on it
-    /// become UNKNOWN_SERVER_ERROR and the group rebalances.
+    /// Persists what the effects require, then delivers deferred answers. When the group could
+    /// not be written, as in Kafka, the SyncGroup answers that depended on it become errors and
+    /// the group rebalances. When it was written but is not committed yet, those answers wait in
+    /// the returned [`Stored::Waiting`] for [`Self::settle`].
     fn apply_effects(
         &self,
         b: &Broker,
         inner: &mut Inner,
         group: &str,
         effects: Vec<Effect>,
-    ) -> bool {
+    ) -> Stored {
         let mut persisted = false;
-        let mut failed = false;
+        let mut failed = None;
+        let mut waiting: Option<Settle> = None;
         for e in effects {
             match e {
                 Effect::Persist if !persisted => {
                     persisted = true;
                     if let Some(g) = inner.groups.get(group) {
                         let rec = Self::group_record(g);
-                        if let Err(err) = self.append(b, group, vec![rec]) {
-                            tracing::error!(%group, error = %err, "persisting group metadata failed");
-                            failed = true;
+                        let generation = g.generation;
+                        match self.append(b, inner, group, vec![rec]) {
+                            Err(err) => {
+                                tracing::error!(%group, error = %err, "persisting group metadata failed");
+                                failed = Some(match err {
+                                    PersistError::NotLeader(_) => ResponseError::NotCoordinator,
+                                    PersistError::Failed(_) => ResponseError::UnknownServerError,
+                                });
+                            }
+                            Ok(pending) if pending.part.high_watermark() <= pending.last_offset => {
+                                waiting = Some(Settle {
+                                    group: group.to_string(),
+                                    generation,
+                                    pending,
+                                    syncs: Vec::new(),
+                                });
+                            }
+                            Ok(_) => {}
                         }
                     }
                 }
-                Effect::Sync(member, _) if failed => {
-                    if let Some(tx) = inner.syncs.remove(&(group.to_string(), member)) {
-                        let _ = tx.send(SyncResult::error(ResponseError::UnknownServerError));
+                Effect::Sync(member, _) if failed.is_some() => {
+                    if let (Some(tx), Some(err)) =
+                        (inner.syncs.remove(&(group.to_string(), member)), failed)
+                    {
+                        let _ = tx.send(SyncResult::error(err));
+                    }
+                }
+                Effect::Sync(member, r) if waiting.is_some() => {
+                    if let (Some(tx), Some(w)) = (
+                        inner.syncs.remove(&(group.to_string(), member)),
+                        waiting.as_mut(),
+                    ) {
+                        w.syncs.push((tx, r));
                     }
                 }
                 Effect::Persist => {}
@@ -236,20 +506,58 @@ impl GroupCoordinator {
                 }
             }
         }
-        if failed {
-            let mut more = Vec::new();
-            if let Some(g) = inner.groups.get_mut(group) {
+        if let Some(err) = failed {
+            Self::rebalance_after_failed_write(inner, group, None);
+            return Stored::Failed(err);
+        }
+        match waiting {
+            Some(w) => Stored::Waiting(w),
+            None => Stored::Done,
+        }
+    }
+
+    /// A group write failed: the group rebalances (when still in `generation`, if given).
+    fn rebalance_after_failed_write(inner: &mut Inner, group: &str, generation: Option<i32>) {
+        let mut more = Vec::new();
+        if let Some(g) = inner.groups.get_mut(group) {
+            if generation.is_none_or(|gen| gen == g.generation) {
                 g.force_rebalance(crate::now_ms(), &mut more);
             }
-            for e in more {
-                if let Effect::Join(member, r) = e {
-                    if let Some(tx) = inner.joins.remove(&(group.to_string(), member)) {
-                        let _ = tx.send(r);
-                    }
+        }
+        for e in more {
+            if let Effect::Join(member, r) = e {
+                if let Some(tx) = inner.joins.remove(&(group.to_string(), member)) {
+                    let _ = tx.send(r);
                 }
             }
         }
-        !failed
+    }
+
+    /// Finishes a group write outside the lock: once it is committed the held SyncGroup answers
+    /// go out; if it cannot be, they get the error and the group rebalances.
+    async fn settle(&self, stored: Stored) -> Result<(), ResponseError> {
+        let w = match stored {
+            Stored::Done => return Ok(()),
+            Stored::Failed(e) => return Err(e),
+            Stored::Waiting(w) => w,
+        };
+        match w.pending.committed().await {
+            Ok(()) => {
+                for (tx, r) in w.syncs {
+                    let _ = tx.send(r);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(group = %w.group, error = ?e, "group metadata write not committed");
+                for (tx, _) in w.syncs {
+                    let _ = tx.send(SyncResult::error(e));
+                }
+                let mut inner = self.inner.lock().await;
+                Self::rebalance_after_failed_write(&mut inner, &w.group, Some(w.generation));
+                Err(e)
+            }
+        }
     }
 
     pub async fn join(&self, b: &Broker, group: &str, p: JoinParams) -> JoinResult {
@@ -263,8 +571,11 @@ impl GroupCoordinator {
             Duration::from_millis(p.rebalance_timeout_ms.max(p.session_timeout_ms).max(0) as u64)
                 + Duration::from_secs(5);
         let member_hint = p.member_id.clone();
-        let rx = {
+        let (rx, stored) = {
             let mut inner = self.inner.lock().await;
+            if let Err(e) = self.check_owner(b, &inner, group) {
+                return JoinResult::error(e, &p.member_id);
+            }
             let now = crate::now_ms();
             let g = inner
                 .groups
@@ -272,20 +583,21 @@ impl GroupCoordinator {
                 .or_insert_with(|| Group::new(group, now));
             let mut effects = Vec::new();
             let outcome = g.join(p, &self.cfg, now, &mut effects);
-            let rx = match outcome {
+            match outcome {
                 Outcome::Now(r) => {
-                    self.apply_effects(b, &mut inner, group, effects);
+                    let stored = self.apply_effects(b, &mut inner, group, effects);
+                    drop(inner);
+                    let _ = self.settle(stored).await;
                     return r;
                 }
                 Outcome::Deferred(member) => {
                     let (tx, rx) = oneshot::channel();
                     inner.joins.insert((group.to_string(), member), tx);
-                    rx
+                    (rx, self.apply_effects(b, &mut inner, group, effects))
                 }
-            };
-            self.apply_effects(b, &mut inner, group, effects);
-            rx
+            }
         };
+        let _ = self.settle(stored).await;
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(r)) => r,
             _ => JoinResult::error(ResponseError::RebalanceInProgress, &member_hint),
@@ -313,8 +625,11 @@ impl GroupCoordinator {
             tracing::warn!(%group, bytes = total, max = self.max_assignment_bytes, "assignment too large to store");
             return SyncResult::error(ResponseError::UnknownServerError);
         }
-        let rx = {
+        let (rx, stored) = {
             let mut inner = self.inner.lock().await;
+            if let Err(e) = self.check_owner(b, &inner, group) {
+                return SyncResult::error(e);
+            }
             let now = crate::now_ms();
             let Some(g) = inner.groups.get_mut(group) else {
                 return SyncResult::error(ResponseError::UnknownMemberId);
@@ -330,22 +645,24 @@ impl GroupCoordinator {
                 now,
                 &mut effects,
             );
-            let rx = match outcome {
+            match outcome {
                 Outcome::Now(r) => {
-                    if !self.apply_effects(b, &mut inner, group, effects) && r.error == 0 {
-                        return SyncResult::error(ResponseError::UnknownServerError);
-                    }
-                    return r;
+                    let stored = self.apply_effects(b, &mut inner, group, effects);
+                    drop(inner);
+                    // The leader's own answer waits for the write like everyone else's.
+                    return match self.settle(stored).await {
+                        Err(e) if r.error == 0 => SyncResult::error(e),
+                        _ => r,
+                    };
                 }
                 Outcome::Deferred(member) => {
                     let (tx, rx) = oneshot::channel();
                     inner.syncs.insert((group.to_string(), member), tx);
-                    rx
+                    (rx, self.apply_effects(b, &mut inner, group, effects))
                 }
-            };
-            self.apply_effects(b, &mut inner, group, effects);
-            rx
+            }
         };
+        let _ = self.settle(stored).await;
         match tokio::time::timeout(Duration::from_secs(300), rx).await {
             Ok(Ok(r)) => r,
             _ => SyncResult::error(ResponseError::RebalanceInProgress),
@@ -354,6 +671,7 @@ impl GroupCoordinator {
 
     pub async fn heartbeat(
         &self,
+        b: &Broker,
         group: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -363,6 +681,9 @@ impl GroupCoordinator {
             return ResponseError::InvalidGroupId;
         }
         let mut inner = self.inner.lock().await;
+        if let Err(e) = self.check_owner(b, &inner, group) {
+            return e;
+        }
         match inner.groups.get_mut(group) {
             None => ResponseError::UnknownMemberId,
             Some(g) => g.heartbeat(member_id, instance, generation, crate::now_ms()),
@@ -380,6 +701,7 @@ impl GroupCoordinator {
             return Err(ResponseError::InvalidGroupId);
         }
         let mut inner = self.inner.lock().await;
+        self.check_owner(b, &inner, group)?;
         let now = crate::now_ms();
         let Some(g) = inner.groups.get_mut(group) else {
             // Kafka: the request succeeds and each member is reported unknown.
@@ -398,7 +720,9 @@ impl GroupCoordinator {
                 },
             )
             .collect();
-        self.apply_effects(b, &mut inner, group, effects);
+        let stored = self.apply_effects(b, &mut inner, group, effects);
+        drop(inner);
+        let _ = self.settle(stored).await;
         Ok(results)
     }
 
@@ -417,6 +741,7 @@ impl GroupCoordinator {
         // APIs refuse it), so this does too.
         self.ensure_offsets_topic(b).await?;
         let mut inner = self.inner.lock().await;
+        self.check_owner(b, &inner, group)?;
         let now = crate::now_ms();
         let g = inner
             .groups
@@ -458,40 +783,52 @@ impl GroupCoordinator {
             };
             results.push(((topic, partition), err));
         }
-        if !records.is_empty() {
-            if let Err(e) = self.append(b, group, records) {
-                tracing::error!(%group, error = %e, "persisting offsets failed");
-                return Ok(results
-                    .into_iter()
-                    .map(|(k, e)| {
-                        (
-                            k,
-                            if e.code() == 0 {
-                                ResponseError::CoordinatorNotAvailable
-                            } else {
-                                e
-                            },
-                        )
-                    })
-                    .collect());
-            }
+        let fail_accepted = |results: CommitResult, err: ResponseError| -> CommitResult {
+            results
+                .into_iter()
+                .map(|(k, e)| (k, if e.code() == 0 { err } else { e }))
+                .collect()
+        };
+        if records.is_empty() {
+            return Ok(results);
         }
+        let pending = match self.append(b, &mut inner, group, records) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%group, error = %e, "persisting offsets failed");
+                return Ok(fail_accepted(results, e.response()));
+            }
+        };
+        // Visible in memory at once, in log order; the answer waits until the records are
+        // committed (a leader change meanwhile unloads the group and the log decides).
         if let Some(g) = inner.groups.get_mut(group) {
             for (k, off) in accepted {
                 g.offsets.insert(k, off);
             }
         }
-        Ok(results)
+        drop(inner);
+        match pending.committed().await {
+            Ok(()) => Ok(results),
+            Err(e) => {
+                tracing::warn!(%group, error = ?e, "offset commit not committed");
+                Ok(fail_accepted(results, e))
+            }
+        }
     }
 
     /// Committed offsets of a group (all, or the listed partitions).
-    pub async fn fetch_offsets(&self, group: &str) -> BTreeMap<(String, i32), CommittedOffset> {
+    pub async fn fetch_offsets(
+        &self,
+        b: &Broker,
+        group: &str,
+    ) -> Result<BTreeMap<(String, i32), CommittedOffset>, ResponseError> {
         let inner = self.inner.lock().await;
-        inner
+        self.check_owner(b, &inner, group)?;
+        Ok(inner
             .groups
             .get(group)
             .map(|g| g.offsets.clone())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     /// (group, topic, partition, committed offset) of every committed offset, for the lag metric.
@@ -508,9 +845,15 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub async fn list(&self) -> Vec<(String, String, &'static str)> {
+    /// (group id, protocol type, state) of every group coordinated here; Kafka answers
+    /// COORDINATOR_LOAD_IN_PROGRESS (with the groups it has) while a partition is loading.
+    pub async fn list(&self) -> (Vec<(String, String, &'static str)>, Option<ResponseError>) {
         let inner = self.inner.lock().await;
+        let loading = inner
+            .owned
+            .values()
+            .any(|o| matches!(o, Owned::Loading { .. }))
+            .then_some(ResponseError::CoordinatorLoadInProgress);
         let mut out: Vec<_> = inner
             .groups
             .values()
@@ -524,16 +867,21 @@ impl GroupCoordinator {
             })
             .collect();
         out.sort();
-        out
+        (out, loading)
     }
 
-    pub async fn describe(&self, group: &str) -> Option<Group> {
-        self.inner.lock().await.groups.get(group).cloned()
+    pub async fn describe(&self, b: &Broker, group: &str) -> Result<Option<Group>, ResponseError> {
+        let inner = self.inner.lock().await;
+        self.check_owner(b, &inner, group)?;
+        Ok(inner.groups.get(group).cloned())
     }
 
     /// DeleteGroups for one group.
     pub async fn delete_group(&self, b: &Broker, group: &str) -> ResponseError {
         let mut inner = self.inner.lock().await;
+        if let Err(e) = self.check_owner(b, &inner, group) {
+            return e;
+        }
         let Some(g) = inner.groups.get_mut(group) else {
             return ResponseError::GroupIdNotFound;
         };
@@ -562,11 +910,19 @@ impl GroupCoordinator {
             .encode(),
             None,
         ));
-        if let Err(e) = self.append(b, group, records) {
-            tracing::error!(%group, error = %e, "writing group tombstones failed");
-            return ResponseError::CoordinatorNotAvailable;
-        }
+        let pending = match self.append(b, &mut inner, group, records) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%group, error = %e, "writing group tombstones failed");
+                return e.response();
+            }
+        };
         inner.groups.remove(group);
+        drop(inner);
+        if let Err(e) = pending.committed().await {
+            tracing::warn!(%group, error = ?e, "group tombstones not committed");
+            return e;
+        }
         tracing::info!(%group, "deleted group");
         super::NO_ERROR
     }
@@ -579,6 +935,7 @@ impl GroupCoordinator {
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<((String, i32), ResponseError)>, ResponseError> {
         let mut inner = self.inner.lock().await;
+        self.check_owner(b, &inner, group)?;
         let Some(g) = inner.groups.get_mut(group) else {
             return Err(ResponseError::GroupIdNotFound);
         };
@@ -605,56 +962,36 @@ impl GroupCoordinator {
             }
             results.push(((t, p), super::NO_ERROR));
         }
-        if !records.is_empty() {
-            if let Err(e) = self.append(b, group, records) {
+        if records.is_empty() {
+            return Ok(results);
+        }
+        let pending = match self.append(b, &mut inner, group, records) {
+            Ok(p) => p,
+            Err(e) => {
                 tracing::error!(%group, error = %e, "writing offset tombstones failed");
-                return Err(ResponseError::CoordinatorNotAvailable);
+                return Err(e.response());
+            }
+        };
+        if let Some(g) = inner.groups.get_mut(group) {
+            for k in deleted {
+                g.offsets.remove(&k);
             }
         }
-        for k in deleted {
-            g.offsets.remove(&k);
+        drop(inner);
+        if let Err(e) = pending.committed().await {
+            tracing::warn!(%group, error = ?e, "offset tombstones not committed");
+            return Err(e);
         }
         Ok(results)
     }
 
-    /// Replays `__consumer_offsets` into memory (broker start).
+    /// Loads the groups of the `__consumer_offsets` partitions this broker leads (broker
+    /// start; later changes of leadership are picked up by the ticker).
     pub async fn load(&self, b: &Broker) -> anyhow::Result<()> {
-        let mut inner = self.inner.lock().await;
-        let now = crate::now_ms();
-        let mut loaded = 0usize;
-        for p in b
-            .replicas
-            .all()
-            .into_iter()
-            .filter(|p| p.topic == OFFSETS_TOPIC)
-        {
-            let mut offset = p.log_start_offset();
-            let end = p.log_end_offset();
-            while offset < end {
-                let r = p.read(offset, 1 << 20, end, true)?;
-                if r.data.is_empty() {
-                    break;
-                }
-                let start = offset;
-                // Compaction can empty the tail of a batch, so the next read starts after the
-                // last batch's offset span, not after its last surviving record.
-                if let Some((_, last)) = rivulet_storage::BatchIter::new(&r.data).last() {
-                    offset = offset.max(last.next_offset());
-                }
-                let mut buf = r.data.clone();
-                let sets = RecordBatchDecoder::decode_all(&mut buf)
-                    .map_err(|e| anyhow::anyhow!("decoding {OFFSETS_TOPIC}-{}: {e}", p.index))?;
-                for set in sets {
-                    for rec in set.records.into_iter().filter(|r| r.offset >= start) {
-                        offset = offset.max(rec.offset + 1);
-                        loaded += 1;
-                        apply_record(&mut inner.groups, rec.key, rec.value, now);
-                    }
-                }
-            }
-        }
+        self.reconcile(b).await;
+        let inner = self.inner.lock().await;
         tracing::info!(
-            records = loaded,
+            partitions = inner.owned.len(),
             groups = inner.groups.len(),
             "loaded consumer groups"
         );
@@ -671,6 +1008,7 @@ impl GroupCoordinator {
                     _ = shutdown.changed() => break,
                 }
                 let gc = &b.groups;
+                gc.reconcile(&b).await;
                 let mut inner = gc.inner.lock().await;
                 let now = crate::now_ms();
                 let ids: Vec<String> = inner.groups.keys().cloned().collect();
@@ -680,12 +1018,51 @@ impl GroupCoordinator {
                         g.tick(now, &mut effects);
                     }
                     if !effects.is_empty() {
-                        gc.apply_effects(&b, &mut inner, &id, effects);
+                        let stored = gc.apply_effects(&b, &mut inner, &id, effects);
+                        if let Stored::Waiting(_) = stored {
+                            // Waiting must not hold up the other groups' timeouts.
+                            let b = b.clone();
+                            tokio::spawn(async move {
+                                let _ = b.groups.settle(stored).await;
+                            });
+                        }
                     }
                 }
             }
         });
     }
+}
+
+/// Every (key, value) of a `__consumer_offsets` partition, from its log start to its log end,
+/// and that end.
+type Records = Vec<(Option<Bytes>, Option<Bytes>)>;
+
+fn read_records(p: &Partition) -> anyhow::Result<(Records, i64)> {
+    let mut out = Vec::new();
+    let mut offset = p.log_start_offset();
+    let end = p.log_end_offset();
+    while offset < end {
+        let r = p.read(offset, 1 << 20, end, true)?;
+        if r.data.is_empty() {
+            break;
+        }
+        let start = offset;
+        // Compaction can empty the tail of a batch, so the next read starts after the last
+        // batch's offset span, not after its last surviving record.
+        if let Some((_, last)) = rivulet_storage::BatchIter::new(&r.data).last() {
+            offset = offset.max(last.next_offset());
+        }
+        let mut buf = r.data.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut buf)
+            .map_err(|e| anyhow::anyhow!("decoding {OFFSETS_TOPIC}-{}: {e}", p.index))?;
+        for set in sets {
+            for rec in set.records.into_iter().filter(|r| r.offset >= start) {
+                offset = offset.max(rec.offset + 1);
+                out.push((rec.key, rec.value));
+            }
+        }
+    }
+    Ok((out, end))
 }
 
 fn apply_record(

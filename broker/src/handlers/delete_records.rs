@@ -26,6 +26,10 @@ pub fn handle(b: &Broker, _version: i16, req: DeleteRecordsRequest) -> DeleteRec
                     let Some(part) = b.replicas.get(&t.name.0, p.partition_index) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    // Followers move their log start from the leader's fetch answers.
+                    if !part.is_leader() {
+                        return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     let hw = part.high_watermark();
                     let target = if p.offset == HIGH_WATERMARK { hw } else { p.offset };
                     if target < 0 || target > hw {

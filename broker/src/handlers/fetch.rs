@@ -1,5 +1,7 @@
-//! Fetch: reads whole batches up to the high watermark, honouring max bytes per partition and per
-//! response, and long-polls (max_wait_ms / min_bytes) until a produce wakes it or time runs out.
+//! Fetch: reads whole batches up to the high watermark (consumers) or the log end (followers,
+//! whose fetch offset also reports their progress to the leader), honouring max bytes per
+//! partition and per response, and long-polls (max_wait_ms / min_bytes) until an append or a
+//! high-watermark advance wakes it or time runs out.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +23,20 @@ struct Pass {
     errors: bool,
 }
 
+/// The fetching replica's id, or -1 for a consumer (v15+ carry it in `replica_state`).
+fn replica_id(version: i16, req: &FetchRequest) -> i32 {
+    if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    }
+}
+
 fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
     let view = b.metadata.view();
+    let replica = replica_id(version, req);
+    let now_ms = crate::now_ms();
+    let fenced = b.metadata.is_fenced();
     let mut remaining = if version >= 3 {
         req.max_bytes.max(0) as usize
     } else {
@@ -58,16 +72,33 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
                 parts.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            let epoch = topic
-                .partitions
-                .iter()
-                .find(|p| p.index == fp.partition)
-                .map(|p| p.leader_epoch)
-                .unwrap_or(0);
-            if let Some(err) = check_leader_epoch(fp.current_leader_epoch, epoch) {
+            // A fenced leader (cut off from the coordinator) may have been replaced already.
+            if fenced || !part.is_leader() {
+                parts.push(pd.with_error_code(ResponseError::NotLeaderOrFollower.code()));
+                continue;
+            }
+            if let Some(err) = check_leader_epoch(fp.current_leader_epoch, part.leader_epoch()) {
                 parts.push(pd.with_error_code(err.code()));
                 continue;
             }
+            // A follower reads up to the log end and its fetch offset is its log end: record it
+            // (it may move the high watermark and earn the follower its ISR place).
+            let upper = if replica >= 0 {
+                match part.record_follower_fetch(replica, fp.fetch_offset, now_ms) {
+                    Ok(expand) => {
+                        if expand {
+                            b.replicas.isr_work.notify_one();
+                        }
+                    }
+                    Err(_) => {
+                        parts.push(pd.with_error_code(ResponseError::NotLeaderOrFollower.code()));
+                        continue;
+                    }
+                }
+                part.log_end_offset()
+            } else {
+                part.high_watermark()
+            };
             let hw = part.high_watermark();
             pd = pd
                 .with_high_watermark(hw)
@@ -80,12 +111,14 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
                 parts.push(pd);
                 continue;
             }
-            match part.read(fp.fetch_offset, limit, hw, min_one) {
+            match part.read(fp.fetch_offset, limit, upper, min_one) {
                 Ok(r) => {
                     let n = r.data.len();
                     total += n;
                     remaining = remaining.saturating_sub(n);
-                    b.metrics.bytes_out(&topic.name, n as u64);
+                    if replica < 0 {
+                        b.metrics.bytes_out(&topic.name, n as u64);
+                    }
                     parts.push(pd.with_records(Some(r.data)));
                 }
                 Err(LogError::OffsetOutOfRange { .. }) => {

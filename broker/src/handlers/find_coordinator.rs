@@ -1,5 +1,7 @@
-//! FindCoordinator: in standalone mode this broker coordinates every group (it leads every
-//! `__consumer_offsets` partition).
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition
+//! (Kafka's `abs(hash(group)) % partitions`), looked up in the metadata view; a partition with no
+//! live leader answers COORDINATOR_NOT_AVAILABLE so the client retries. A standalone broker
+//! leads every partition, so it names itself.
 //!
 //! Advertising it also matters before groups exist: librdkafka infers a broker's features from
 //! the advertised APIs and only enables LZ4 compression when FindCoordinator is present.
@@ -11,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::s;
 use crate::broker::Broker;
+use crate::group::{partition_for, OFFSETS_TOPIC};
 
 const KEY_GROUP: i8 = 0;
 
@@ -30,9 +33,21 @@ fn lookup(
             .with_error_code(ResponseError::CoordinatorNotAvailable.code())
             .with_error_message(Some(s("transactions are not supported by this broker")));
     }
-    c.with_node_id(BrokerId(b.me.id))
-        .with_host(s(b.me.host.clone()))
-        .with_port(b.me.port)
+    let view = b.metadata.view();
+    let partition = partition_for(&c.key, b.groups.offsets_partitions);
+    let leader = view
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.iter().find(|p| p.index == partition))
+        .map_or(-1, |p| p.leader);
+    match view.brokers.iter().find(|br| br.id == leader) {
+        Some(br) => c
+            .with_node_id(BrokerId(br.id))
+            .with_host(s(br.host.clone()))
+            .with_port(br.port),
+        None => c
+            .with_node_id(BrokerId(-1))
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+    }
 }
 
 pub async fn handle(

@@ -118,6 +118,7 @@ pub async fn heartbeat(b: &Broker, _version: i16, req: HeartbeatRequest) -> Hear
     let e = b
         .groups
         .heartbeat(
+            b,
             &req.group_id.0,
             &req.member_id,
             req.group_instance_id.as_deref(),
@@ -243,14 +244,19 @@ fn offset_entry(off: Option<CommittedOffset>) -> (i64, i32, String) {
 /// Committed offsets per topic: (topic, [(partition, offset if committed)]).
 type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
-/// Offsets for one group: `None` topics means every committed partition.
+/// Offsets for one group: `None` topics means every committed partition. The error is the
+/// group's (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS): no offsets then, but the listed
+/// partitions are still reported (with -1) so old versions can carry the error per partition.
 async fn group_offsets(
     b: &Broker,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> TopicOffsets {
-    let all = b.groups.fetch_offsets(group).await;
-    match topics {
+) -> (TopicOffsets, Option<ResponseError>) {
+    let (all, err) = match b.groups.fetch_offsets(b, group).await {
+        Ok(all) => (all, None),
+        Err(e) => (Default::default(), Some(e)),
+    };
+    let offsets = match topics {
         Some(list) => list
             .into_iter()
             .map(|(t, parts)| {
@@ -271,7 +277,8 @@ async fn group_offsets(
             }
             out
         }
-    }
+    };
+    (offsets, err)
 }
 
 pub async fn offset_fetch(
@@ -287,10 +294,11 @@ pub async fn offset_fetch(
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
-            let data = group_offsets(b, &g.group_id.0, topics).await;
+            let (data, err) = group_offsets(b, &g.group_id.0, topics).await;
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
+                    .with_error_code(err.map_or(0, |e| e.code()))
                     .with_topics(
                         data.into_iter()
                             .map(|(t, parts)| {
@@ -321,40 +329,44 @@ pub async fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let data = group_offsets(b, &req.group_id.0, topics).await;
-    OffsetFetchResponse::default().with_topics(
-        data.into_iter()
-            .map(|(t, parts)| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(topic_name(&t))
-                    .with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|(p, off)| {
-                                let (o, e, m) = offset_entry(off);
-                                let mut r = OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(o)
-                                    .with_metadata(Some(s(m)));
-                                if version >= 5 {
-                                    r = r.with_committed_leader_epoch(e);
-                                }
-                                r
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    let (data, err) = group_offsets(b, &req.group_id.0, topics).await;
+    let code = err.map_or(0, |e| e.code());
+    // The top-level error exists from v2; before that only per partition.
+    let (top, per_partition) = if version >= 2 { (code, 0) } else { (0, code) };
+    OffsetFetchResponse::default()
+        .with_error_code(top)
+        .with_topics(
+            data.into_iter()
+                .map(|(t, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, off)| {
+                                    let (o, e, m) = offset_entry(off);
+                                    let mut r = OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_metadata(Some(s(m)))
+                                        .with_error_code(per_partition);
+                                    if version >= 5 {
+                                        r = r.with_committed_leader_epoch(e);
+                                    }
+                                    r
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
 }
 
 pub async fn list_groups(b: &Broker, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|x| x.to_string()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|x| x.to_lowercase()).collect();
-    let groups = b
-        .groups
-        .list()
-        .await
+    let (groups, err) = b.groups.list().await;
+    let groups = groups
         .into_iter()
         .filter(|(_, _, st)| states.is_empty() || states.iter().any(|x| x.eq_ignore_ascii_case(st)))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
@@ -371,7 +383,9 @@ pub async fn list_groups(b: &Broker, version: i16, req: ListGroupsRequest) -> Li
             g
         })
         .collect();
-    ListGroupsResponse::default().with_groups(groups)
+    ListGroupsResponse::default()
+        .with_error_code(err.map_or(0, |e| e.code()))
+        .with_groups(groups)
 }
 
 pub async fn describe_groups(
@@ -385,8 +399,13 @@ pub async fn describe_groups(
         if version >= 3 {
             d = d.with_authorized_operations(AUTHORIZED_OPS_OMITTED);
         }
-        match b.groups.describe(&id.0).await {
-            None => {
+        match b.groups.describe(b, &id.0).await {
+            Err(e) => {
+                d = d
+                    .with_group_state(s(GroupState::Dead.name()))
+                    .with_error_code(e.code());
+            }
+            Ok(None) => {
                 d = d.with_group_state(s(GroupState::Dead.name()));
                 if version >= 6 {
                     d = d
@@ -397,7 +416,7 @@ pub async fn describe_groups(
                         ))));
                 }
             }
-            Some(g) => {
+            Ok(Some(g)) => {
                 let protocol = g.protocol.clone().unwrap_or_default();
                 let show_members = matches!(
                     g.state,

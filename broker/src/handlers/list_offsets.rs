@@ -37,12 +37,10 @@ pub fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsR
                     let Some(part) = b.replicas.get(&topic.name, lp.partition_index) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let epoch = topic
-                        .partitions
-                        .iter()
-                        .find(|p| p.index == lp.partition_index)
-                        .map(|p| p.leader_epoch)
-                        .unwrap_or(0);
+                    if !part.is_leader() {
+                        return r.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    let epoch = part.leader_epoch();
                     if let Some(err) = check_leader_epoch(lp.current_leader_epoch, epoch) {
                         return r.with_error_code(err.code());
                     }

@@ -11,7 +11,8 @@ use super::{s, topic_name, topics, AUTHORIZED_OPS_OMITTED};
 use crate::broker::Broker;
 use crate::metadata::TopicMeta;
 
-fn topic_entry(t: &TopicMeta) -> MetadataResponseTopic {
+/// `live` = the registered brokers: replicas on any other broker are reported offline (v5+).
+fn topic_entry(t: &TopicMeta, live: &[i32]) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&t.name)))
         .with_topic_id(t.id)
@@ -27,6 +28,13 @@ fn topic_entry(t: &TopicMeta) -> MetadataResponseTopic {
                         .with_leader_epoch(p.leader_epoch)
                         .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                         .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                        .with_offline_replicas(
+                            p.replicas
+                                .iter()
+                                .filter(|r| !live.contains(r))
+                                .map(|r| BrokerId(*r))
+                                .collect(),
+                        )
                         .with_error_code(if p.leader < 0 {
                             ResponseError::LeaderNotAvailable.code()
                         } else {
@@ -35,6 +43,10 @@ fn topic_entry(t: &TopicMeta) -> MetadataResponseTopic {
                 })
                 .collect(),
         )
+}
+
+fn live_ids(view: &crate::metadata::ClusterView) -> Vec<i32> {
+    view.brokers.iter().map(|b| b.id).collect()
 }
 
 fn error_entry(name: Option<&str>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {
@@ -63,7 +75,8 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
     match wanted {
         None => {
             let view = b.metadata.view();
-            topics_out.extend(view.topics.values().map(|t| topic_entry(t)));
+            let live = live_ids(&view);
+            topics_out.extend(view.topics.values().map(|t| topic_entry(t, &live)));
         }
         Some(list) => {
             for (name, id) in list {
@@ -71,7 +84,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                 match name {
                     Some(name) => {
                         if let Some(t) = view.topic(&name) {
-                            topics_out.push(topic_entry(t));
+                            topics_out.push(topic_entry(t, &live_ids(&view)));
                             continue;
                         }
                         if topics::validate_topic_name(&name).is_err() {
@@ -99,7 +112,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                             Ok(_) => {
                                 let view = b.metadata.view();
                                 match view.topic(&name) {
-                                    Some(t) => topics_out.push(topic_entry(t)),
+                                    Some(t) => topics_out.push(topic_entry(t, &live_ids(&view))),
                                     None => topics_out.push(error_entry(
                                         Some(&name),
                                         Uuid::nil(),
@@ -110,7 +123,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                             // Raced with another creator: answer with what exists now.
                             Err((ResponseError::TopicAlreadyExists, _)) => {
                                 match b.metadata.view().topic(&name) {
-                                    Some(t) => topics_out.push(topic_entry(t)),
+                                    Some(t) => topics_out.push(topic_entry(t, &live_ids(&view))),
                                     None => topics_out.push(error_entry(
                                         Some(&name),
                                         Uuid::nil(),
@@ -125,7 +138,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                         }
                     }
                     None => match view.topic_by_id(&id) {
-                        Some(t) => topics_out.push(topic_entry(t)),
+                        Some(t) => topics_out.push(topic_entry(t, &live_ids(&view))),
                         None => {
                             topics_out.push(error_entry(None, id, ResponseError::UnknownTopicId))
                         }

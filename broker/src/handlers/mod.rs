@@ -12,6 +12,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod topics;
 

@@ -7,10 +7,12 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rivulet_storage::{first_keyless_record, validate_batches, BatchIter, LogError};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{s, topic_name};
 use crate::broker::Broker;
-use crate::partition::AppendError;
+use crate::partition::{AppendError, CommitError, Partition};
 
 /// Byte offset of the magic byte in a v2 batch header.
 const MAGIC_OFFSET: usize = 16;
@@ -29,8 +31,11 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
     let now = crate::now_ms();
     let view = b.metadata.view();
     let acks_ok = matches!(req.acks, -1..=1);
+    let fenced = b.metadata.is_fenced();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
+    // acks=all: (topic index, partition index in it, partition, last offset) to wait for.
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     for t in req.topic_data {
         // v13 names topics by id.
         let topic = if version >= 13 {
@@ -66,6 +71,10 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 parts.push(failed(idx, ResponseError::UnknownTopicOrPartition, None));
                 continue;
             };
+            if fenced || !part.is_leader() {
+                parts.push(failed(idx, ResponseError::NotLeaderOrFollower, None));
+                continue;
+            }
             let Some(records) = p.records.filter(|r| !r.is_empty()) else {
                 parts.push(failed(
                     idx,
@@ -128,25 +137,17 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 }
             }
             if req.acks == -1 {
-                let pm = topic.partitions.iter().find(|pm| pm.index == idx);
-                let min_isr = topic
-                    .configs
-                    .get("min.insync.replicas")
-                    .or_else(|| view.default_broker_configs.get("min.insync.replicas"))
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(1);
-                if let Some(pm) = pm {
-                    if pm.isr.len() < min_isr {
-                        parts.push(failed(
-                            idx,
-                            ResponseError::NotEnoughReplicas,
-                            Some(format!(
-                                "{} in-sync replicas, min.insync.replicas is {min_isr}",
-                                pm.isr.len()
-                            )),
-                        ));
-                        continue;
-                    }
+                // The leader's own ISR is fresher than the metadata view.
+                let (isr, min_isr) = (part.isr().len(), part.min_isr());
+                if isr < min_isr {
+                    parts.push(failed(
+                        idx,
+                        ResponseError::NotEnoughReplicas,
+                        Some(format!(
+                            "{isr} in-sync replicas, min.insync.replicas is {min_isr}"
+                        )),
+                    ));
+                    continue;
                 }
             }
             let mut buf = records.to_vec();
@@ -158,6 +159,9 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                         b.metrics.bytes_in(&topic.name, len as u64);
                         b.metrics
                             .messages_in(&topic.name, (a.last_offset - a.base_offset + 1) as u64);
+                    }
+                    if req.acks == -1 {
+                        waits.push((responses.len(), parts.len(), part.clone(), a.last_offset));
                     }
                     parts.push(
                         PartitionProduceResponse::default()
@@ -184,7 +188,37 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
     if appended_any {
         b.replicas.data_arrived.notify_waiters();
     }
+    // All waits share one deadline, so waiting for them one after another takes as long as the
+    // slowest, as concurrent waits would.
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (ti, pi, part, last_offset) in waits {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = tokio::select! {
+            r = part.wait_committed(last_offset, left) => r,
+            // Cut off from the coordinator: a newer leader may exist, so this one stops
+            // waiting for followers that may never come and lets the client look elsewhere.
+            _ = fenced_soon(b) => Err(CommitError::NotLeader),
+        };
+        if let Err(e) = result {
+            let code = match e {
+                CommitError::NotLeader => ResponseError::NotLeaderOrFollower,
+                CommitError::Timeout => ResponseError::RequestTimedOut,
+                CommitError::NotEnoughReplicas => ResponseError::NotEnoughReplicasAfterAppend,
+            };
+            let slot = &mut responses[ti].partition_responses[pi];
+            *slot = failed(slot.index, code, Some(e.to_string()));
+        }
+    }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Resolves once the metadata store reports this broker fenced (polled: the store has no
+/// notification for it, and 50 ms is small next to the session timeout that triggers it).
+async fn fenced_soon(b: &Broker) {
+    while !b.metadata.is_fenced() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// cleanup.policy=compact: every record needs a key (Kafka checks per record, decoding the
@@ -222,6 +256,7 @@ fn append_error(e: &AppendError) -> (ResponseError, String) {
         AppendError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::UnknownProducer(_) => ResponseError::UnknownProducerId,
         AppendError::Invalid(_) => ResponseError::InvalidRecord,
+        AppendError::NotLeader => ResponseError::NotLeaderOrFollower,
         AppendError::Log(LogError::MessageTooLarge { .. }) => ResponseError::MessageTooLarge,
         AppendError::Log(LogError::RecordBatchTooLarge { .. }) => ResponseError::RecordListTooLarge,
         AppendError::Log(LogError::Batch(_)) => ResponseError::CorruptMessage,

@@ -90,7 +90,7 @@ impl LocalMetadataStore {
     }
 }
 
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = Uuid::new_v4().into_bytes();

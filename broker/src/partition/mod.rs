@@ -2,24 +2,32 @@
 //! and the `ReplicaManager` that opens, reconfigures and deletes them as metadata changes.
 
 pub mod producer_state;
+#[cfg(test)]
+mod replication_tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use rivulet_storage::{
-    AppendResult, BatchHeader, CompactionStats, LogConfig, LogError, PartitionLog, ReadResult,
+    AppendResult, BatchHeader, BatchIter, CompactionStats, LogConfig, LogError, PartitionLog,
+    ReadResult,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::metadata::ClusterView;
+use crate::metadata::{ClusterView, PartitionMeta};
+use crate::replication::isr::{self, FollowerState};
 use crate::topic_config;
 use producer_state::{BatchRecord, ProducerStateTable, SequenceCheck};
 
 const PARTITION_METADATA: &str = "partition.metadata";
+/// The partition's high watermark as of the last checkpoint (Kafka keeps one file per log dir,
+/// `replication-offset-checkpoint`; one per partition keeps the write atomic and local).
+const HW_CHECKPOINT: &str = "high-watermark-checkpoint";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -45,6 +53,58 @@ pub enum AppendError {
     UnknownProducer(i64),
     #[error("{0}")]
     Invalid(String),
+    #[error("this broker is not the leader of the partition")]
+    NotLeader,
+}
+
+/// Why an acks=all wait ended without the write being committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    #[error("leadership moved while waiting for the in-sync replicas")]
+    NotLeader,
+    #[error("timed out waiting for the in-sync replicas")]
+    Timeout,
+    #[error("the in-sync replica set fell below min.insync.replicas")]
+    NotEnoughReplicas,
+}
+
+/// This broker's part in a partition, from the metadata view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader {
+        epoch: i32,
+    },
+    /// `leader` is -1 while the partition is offline.
+    Follower {
+        leader: i32,
+        epoch: i32,
+    },
+}
+
+/// Leader/follower bookkeeping of one partition (guarded by `Partition::repl`).
+struct Replication {
+    me: i32,
+    role: Role,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    partition_epoch: i32,
+    min_isr: usize,
+    /// Leader only: every other replica's fetch state.
+    followers: HashMap<i32, FollowerState>,
+    /// Leader only: log end offset when this leadership began.
+    epoch_start_offset: i64,
+    /// Follower only: the log must be reconciled with the leader's (OffsetForLeaderEpoch)
+    /// before fetching, because the leader or its epoch changed.
+    needs_truncation: bool,
+}
+
+/// A leader's ISR change to write through the metadata store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+    pub shrink: bool,
 }
 
 /// What an append did.
@@ -73,6 +133,14 @@ pub struct Partition {
     log_end: AtomicI64,
     log_start: AtomicI64,
     size: AtomicU64,
+    hw: AtomicI64,
+    /// The value in the HW checkpoint file (-1: not written by this process).
+    hw_checkpointed: AtomicI64,
+    repl: Mutex<Replication>,
+    /// Woken on every high-watermark, ISR or role change (acks=all waiters).
+    changed: Notify,
+    /// The replica manager's wake-up for long-polling fetches (shared by all partitions).
+    data_arrived: Arc<Notify>,
 }
 
 // A panic while holding the lock cannot leave the log half-written in memory: the log's own
@@ -85,6 +153,16 @@ fn read(m: &RwLock<PartitionState>) -> RwLockReadGuard<'_, PartitionState> {
     m.read().unwrap_or_else(|p| p.into_inner())
 }
 
+fn lock(m: &Mutex<Replication>) -> MutexGuard<'_, Replication> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_hw_checkpoint(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(HW_CHECKPOINT))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 impl Partition {
     fn open(
         dir: PathBuf,
@@ -92,23 +170,15 @@ impl Partition {
         index: i32,
         topic_id: Uuid,
         config: LogConfig,
+        me: i32,
+        data_arrived: Arc<Notify>,
     ) -> Result<Self, LogError> {
         let log = PartitionLog::open(&dir, config)?;
-        let mut producers = ProducerStateTable::default();
-        log.scan_headers(log.log_start_offset(), &mut |h: &BatchHeader| {
-            if h.producer_id >= 0 {
-                producers.record(
-                    h.producer_id,
-                    h.producer_epoch,
-                    BatchRecord {
-                        first_seq: h.base_sequence,
-                        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
-                        first_offset: h.base_offset,
-                        last_offset: h.last_offset(),
-                    },
-                );
-            }
-        })?;
+        let producers = producer_state_of(&log)?;
+        // On start HW = min(checkpoint, LEO): never above what this replica holds.
+        let hw = read_hw_checkpoint(&dir)
+            .unwrap_or(log.log_start_offset())
+            .clamp(log.log_start_offset(), log.log_end_offset());
         let p = Self {
             topic: topic.to_string(),
             index,
@@ -117,7 +187,25 @@ impl Partition {
             log_end: AtomicI64::new(log.log_end_offset()),
             log_start: AtomicI64::new(log.log_start_offset()),
             size: AtomicU64::new(log.size_bytes()),
+            hw: AtomicI64::new(hw),
+            hw_checkpointed: AtomicI64::new(-1),
             state: RwLock::new(PartitionState { log, producers }),
+            repl: Mutex::new(Replication {
+                me,
+                role: Role::Follower {
+                    leader: -1,
+                    epoch: -1,
+                },
+                replicas: vec![],
+                isr: vec![],
+                partition_epoch: -1,
+                min_isr: 1,
+                followers: HashMap::new(),
+                epoch_start_offset: 0,
+                needs_truncation: false,
+            }),
+            changed: Notify::new(),
+            data_arrived,
         };
         Ok(p)
     }
@@ -133,9 +221,10 @@ impl Partition {
         self.log_end.load(Ordering::Acquire)
     }
 
-    /// Standalone: everything appended is committed, so the high watermark is the log end.
+    /// Offsets below it are on every in-sync replica (committed); consumers read up to here.
+    /// A leader alone in its ISR (standalone) keeps it at the log end.
     pub fn high_watermark(&self) -> i64 {
-        self.log_end_offset()
+        self.hw.load(Ordering::Acquire)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -147,14 +236,21 @@ impl Partition {
     }
 
     /// Appends validated batches, enforcing idempotent-producer sequences.
+    /// Appends validated batches, stamping this partition's leader epoch (the `_leader_epoch`
+    /// argument is kept for callers; the partition's own epoch is authoritative). Refused with
+    /// `NotLeader` unless this broker leads the partition.
     pub fn append(
         &self,
         batches: &mut [u8],
         headers: &[BatchHeader],
-        leader_epoch: i32,
+        _leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
         let mut st = write(&self.state);
+        let leader_epoch = match lock(&self.repl).role {
+            Role::Leader { epoch } => epoch,
+            Role::Follower { .. } => return Err(AppendError::NotLeader),
+        };
         let idempotent = headers.iter().find(|h| h.producer_id >= 0);
         if let Some(h) = idempotent {
             if headers.len() != 1 {
@@ -210,6 +306,8 @@ impl Partition {
             );
         }
         self.publish(&st.log);
+        drop(st);
+        self.update_hw();
         Ok(Appended {
             base_offset: r.base_offset,
             last_offset: r.last_offset,
@@ -285,6 +383,380 @@ impl Partition {
     fn update_config(&self, config: LogConfig) {
         write(&self.state).log.update_config(config);
     }
+
+    // ---- replication ----
+
+    pub fn role(&self) -> Role {
+        lock(&self.repl).role
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role(), Role::Leader { .. })
+    }
+
+    /// The leader epoch this broker knows for the partition (as leader or follower).
+    pub fn leader_epoch(&self) -> i32 {
+        match self.role() {
+            Role::Leader { epoch } | Role::Follower { epoch, .. } => epoch,
+        }
+    }
+
+    /// The in-sync replica set as this broker knows it (the leader's is the freshest).
+    pub fn isr(&self) -> Vec<i32> {
+        lock(&self.repl).isr.clone()
+    }
+
+    pub fn replicas(&self) -> Vec<i32> {
+        lock(&self.repl).replicas.clone()
+    }
+
+    pub fn min_isr(&self) -> usize {
+        lock(&self.repl).min_isr
+    }
+
+    /// Applies the partition's state from a metadata view: the role, ISR and replicas. A new
+    /// leader epoch resets the followers' fetch state; a follower of a new epoch must truncate
+    /// against its leader before fetching.
+    pub fn apply_meta(&self, pm: &PartitionMeta, min_isr: usize, now_ms: i64) {
+        let became_leader = self.apply_meta_locked(pm, min_isr, now_ms);
+        if became_leader {
+            // Record where the epoch starts before any append, so followers asking
+            // OffsetForLeaderEpoch about it get an answer at once (as Kafka does).
+            let mut st = write(&self.state);
+            if let Err(e) = st.log.assign_leader_epoch(pm.leader_epoch) {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Returns true when this broker just became the leader.
+    fn apply_meta_locked(&self, pm: &PartitionMeta, min_isr: usize, now_ms: i64) -> bool {
+        let mut r = lock(&self.repl);
+        let mut became_leader = false;
+        r.min_isr = min_isr.max(1);
+        r.replicas = pm.replicas.clone();
+        let me = r.me;
+        let known_epoch = match r.role {
+            Role::Leader { epoch } | Role::Follower { epoch, .. } => epoch,
+        };
+        if pm.leader_epoch < known_epoch {
+            // An older view than what this partition acted on already: ignore it.
+            return false;
+        }
+        if pm.leader == me {
+            if r.role
+                != (Role::Leader {
+                    epoch: pm.leader_epoch,
+                })
+            {
+                tracing::info!(topic = %self.topic, partition = self.index, epoch = pm.leader_epoch, isr = ?pm.isr, "became leader");
+                r.role = Role::Leader {
+                    epoch: pm.leader_epoch,
+                };
+                r.followers = pm
+                    .replicas
+                    .iter()
+                    .filter(|x| **x != me)
+                    .map(|x| (*x, FollowerState::new(now_ms)))
+                    .collect();
+                r.epoch_start_offset = self.log_end_offset();
+                r.needs_truncation = false;
+                r.isr = pm.isr.clone();
+                r.partition_epoch = pm.partition_epoch;
+                became_leader = true;
+            } else if pm.partition_epoch >= r.partition_epoch {
+                r.isr = pm.isr.clone();
+                r.partition_epoch = pm.partition_epoch;
+            }
+            for x in pm.replicas.iter().filter(|x| **x != me) {
+                r.followers
+                    .entry(*x)
+                    .or_insert_with(|| FollowerState::new(now_ms));
+            }
+            r.followers.retain(|x, _| pm.replicas.contains(x));
+            self.update_hw_locked(&mut r);
+        } else {
+            let role = Role::Follower {
+                leader: pm.leader,
+                epoch: pm.leader_epoch,
+            };
+            if r.role != role {
+                tracing::info!(topic = %self.topic, partition = self.index, leader = pm.leader, epoch = pm.leader_epoch, "became follower");
+                r.role = role;
+                r.followers.clear();
+                r.needs_truncation = true;
+            }
+            r.isr = pm.isr.clone();
+            r.partition_epoch = pm.partition_epoch;
+        }
+        became_leader
+    }
+
+    /// Recomputes the high watermark (leader only) and wakes waiters when it moved.
+    fn update_hw(&self) {
+        let mut r = lock(&self.repl);
+        self.update_hw_locked(&mut r);
+    }
+
+    fn update_hw_locked(&self, r: &mut Replication) {
+        if !matches!(r.role, Role::Leader { .. }) {
+            return;
+        }
+        let cur = self.high_watermark();
+        let hw = isr::high_watermark(r.me, self.log_end_offset(), &r.isr, &r.followers, cur);
+        if hw != cur {
+            self.hw.store(hw, Ordering::Release);
+            self.changed.notify_waiters();
+            self.data_arrived.notify_waiters();
+        }
+    }
+
+    /// Leader: a follower fetched from `fetch_offset` (its log end). Moves the high watermark;
+    /// returns true when the ISR should now expand. `Err` when not the leader.
+    pub fn record_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<bool, AppendError> {
+        let mut r = lock(&self.repl);
+        if !matches!(r.role, Role::Leader { .. }) || !r.replicas.contains(&replica) {
+            return Err(AppendError::NotLeader);
+        }
+        let leo = self.log_end_offset();
+        r.followers
+            .entry(replica)
+            .or_insert_with(|| FollowerState::new(now_ms))
+            .on_fetch(fetch_offset, leo, now_ms);
+        self.update_hw_locked(&mut r);
+        let hw = self.high_watermark();
+        let expand = !r.isr.contains(&replica)
+            && isr::expand_isr(&r.isr, &r.replicas, &r.followers, hw, r.epoch_start_offset)
+                .is_some();
+        Ok(expand)
+    }
+
+    /// Leader: the ISR change due now (shrink first, then expand), if any.
+    pub fn isr_change_due(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrChange> {
+        let r = lock(&self.repl);
+        let Role::Leader { epoch } = r.role else {
+            return None;
+        };
+        let (new_isr, shrink) =
+            match isr::shrink_isr(r.me, &r.isr, &r.followers, now_ms, lag_max_ms) {
+                Some(n) => (n, true),
+                None => (
+                    isr::expand_isr(
+                        &r.isr,
+                        &r.replicas,
+                        &r.followers,
+                        self.high_watermark(),
+                        r.epoch_start_offset,
+                    )?,
+                    false,
+                ),
+            };
+        Some(IsrChange {
+            leader_epoch: epoch,
+            partition_epoch: r.partition_epoch,
+            new_isr,
+            shrink,
+        })
+    }
+
+    /// Leader: the ISR write succeeded; adopt the stored state.
+    pub fn apply_isr(&self, pm: &PartitionMeta) {
+        let mut r = lock(&self.repl);
+        if r.role
+            != (Role::Leader {
+                epoch: pm.leader_epoch,
+            })
+            || pm.partition_epoch < r.partition_epoch
+        {
+            return;
+        }
+        r.isr = pm.isr.clone();
+        r.partition_epoch = pm.partition_epoch;
+        self.update_hw_locked(&mut r);
+        drop(r);
+        self.changed.notify_waiters();
+    }
+
+    /// Leader: follower lags for metrics, (replica, leader LEO - follower LEO).
+    pub fn follower_lags(&self) -> Vec<(i32, i64)> {
+        let r = lock(&self.repl);
+        let leo = self.log_end_offset();
+        r.followers
+            .iter()
+            .map(|(id, f)| (*id, (leo - f.leo.max(0)).max(0)))
+            .collect()
+    }
+
+    /// Leader: ISR smaller than the replica set.
+    pub fn is_under_replicated(&self) -> bool {
+        let r = lock(&self.repl);
+        matches!(r.role, Role::Leader { .. }) && r.isr.len() < r.replicas.len()
+    }
+
+    /// acks=all: waits until the high watermark passes `last_offset`. Kafka's DelayedProduce:
+    /// once committed, an ISR below min.insync.replicas still fails the request.
+    pub async fn wait_committed(
+        &self,
+        last_offset: i64,
+        timeout: Duration,
+    ) -> Result<(), CommitError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let epoch0 = match self.role() {
+            Role::Leader { epoch } => epoch,
+            Role::Follower { .. } => return Err(CommitError::NotLeader),
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let r = lock(&self.repl);
+                if r.role != (Role::Leader { epoch: epoch0 }) {
+                    return Err(CommitError::NotLeader);
+                }
+                if self.high_watermark() > last_offset {
+                    return if r.isr.len() < r.min_isr {
+                        Err(CommitError::NotEnoughReplicas)
+                    } else {
+                        Ok(())
+                    };
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(CommitError::Timeout);
+            }
+        }
+    }
+
+    /// Follower: whether the log must be reconciled with the leader before fetching, and the
+    /// role it is for.
+    pub fn needs_truncation(&self) -> bool {
+        lock(&self.repl).needs_truncation
+    }
+
+    /// Follower: truncation for `epoch` done (ignored if the role moved on meanwhile).
+    pub fn truncation_done(&self, epoch: i32) {
+        let mut r = lock(&self.repl);
+        if matches!(r.role, Role::Follower { epoch: e, .. } if e == epoch) {
+            r.needs_truncation = false;
+        }
+    }
+
+    /// Follower: the leader's high watermark arrived; ours is min(that, our log end).
+    pub fn set_follower_hw(&self, leader_hw: i64) {
+        if self.is_leader() {
+            return;
+        }
+        let hw = leader_hw.min(self.log_end_offset()).max(0);
+        if self.hw.swap(hw, Ordering::AcqRel) != hw {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Drops everything at and after `offset` (a follower's divergent tail) and rebuilds the
+    /// idempotent-producer state from what remains.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut st = write(&self.state);
+        if offset >= st.log.log_end_offset() {
+            return Ok(());
+        }
+        tracing::info!(topic = %self.topic, partition = self.index, from = st.log.log_end_offset(), to = offset, "truncating log");
+        st.log.truncate_to(offset)?;
+        st.producers = producer_state_of(&st.log)?;
+        self.publish(&st.log);
+        let leo = st.log.log_end_offset();
+        if self.hw.load(Ordering::Acquire) > leo {
+            self.hw.store(leo, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Follower: the leader's log starts above our end (OFFSET_OUT_OF_RANGE): drop everything
+    /// and continue empty at the leader's log start.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let mut st = write(&self.state);
+        tracing::info!(topic = %self.topic, partition = self.index, start = offset, "follower restarts its log at the leader's log start");
+        st.log.truncate_fully_and_start_at(offset)?;
+        st.producers = ProducerStateTable::default();
+        self.publish(&st.log);
+        self.hw.store(st.log.log_end_offset(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Follower: appends batches fetched from the leader as they are (offsets, epochs,
+    /// timestamps), and moves the idempotent-producer state with them so this replica can take
+    /// over as leader. A trailing partial batch (the leader cut at its size limit) is left for
+    /// the next fetch. Returns the new log end.
+    pub fn append_replicated(&self, data: &[u8]) -> Result<i64, AppendError> {
+        let mut it = BatchIter::new(data);
+        let headers: Vec<BatchHeader> = it.by_ref().map(|(_, h)| h).collect();
+        let framed = it.position();
+        let mut st = write(&self.state);
+        if self.is_leader() {
+            return Err(AppendError::NotLeader);
+        }
+        if framed == 0 {
+            return Ok(st.log.log_end_offset());
+        }
+        st.log.append_replicated(&data[..framed])?;
+        for h in headers.iter().filter(|h| h.producer_id >= 0) {
+            st.producers
+                .record(h.producer_id, h.producer_epoch, batch_record(h));
+        }
+        self.publish(&st.log);
+        Ok(st.log.log_end_offset())
+    }
+
+    /// The latest epoch in the leader-epoch cache, and this replica's end offset for `epoch`.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        read(&self.state).log.latest_epoch()
+    }
+
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        read(&self.state).log.end_offset_for_epoch(epoch)
+    }
+
+    /// Writes the high watermark checkpoint (atomically: temp file, fsync, rename).
+    pub fn checkpoint_hw(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let hw = self.high_watermark();
+        if self.hw_checkpointed.load(Ordering::Acquire) == hw {
+            return Ok(());
+        }
+        let tmp = self.dir.join(format!("{HW_CHECKPOINT}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{hw}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(HW_CHECKPOINT))?;
+        self.hw_checkpointed.store(hw, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Rebuilds the idempotent-producer table from the batch headers of a log.
+fn producer_state_of(log: &PartitionLog) -> Result<ProducerStateTable, LogError> {
+    let mut producers = ProducerStateTable::default();
+    log.scan_headers(log.log_start_offset(), &mut |h: &BatchHeader| {
+        if h.producer_id >= 0 {
+            producers.record(h.producer_id, h.producer_epoch, batch_record(h));
+        }
+    })?;
+    Ok(producers)
+}
+
+fn batch_record(h: &BatchHeader) -> BatchRecord {
+    BatchRecord {
+        first_seq: h.base_sequence,
+        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+        first_offset: h.base_offset,
+        last_offset: h.last_offset(),
+    }
 }
 
 /// Key of a hosted partition.
@@ -297,8 +769,11 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Serialises `reconcile`: two concurrent metadata changes must not open one log twice.
     reconcile_lock: Mutex<()>,
-    /// Woken after every append so that long-polling fetches return as soon as data arrives.
-    pub data_arrived: Notify,
+    /// Woken after every append and high-watermark advance so that long-polling fetches
+    /// return as soon as data is there for them.
+    pub data_arrived: Arc<Notify>,
+    /// Woken when a follower fetch suggests an ISR expansion (the ISR task acts on it).
+    pub isr_work: Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,7 +796,8 @@ impl ReplicaManager {
             broker_id,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
-            data_arrived: Notify::new(),
+            data_arrived: Arc::new(Notify::new()),
+            isr_work: Notify::new(),
         }
     }
 
@@ -364,7 +840,8 @@ impl ReplicaManager {
             .get(&self.broker_id)
             .cloned()
             .unwrap_or_default();
-        let mut wanted: HashMap<PartitionKey, (Uuid, LogConfig)> = HashMap::new();
+        let mut wanted: HashMap<PartitionKey, (Uuid, LogConfig, PartitionMeta, usize)> =
+            HashMap::new();
         for t in view.topics.values() {
             let resolved = topic_config::resolve_topic(
                 cfg,
@@ -373,9 +850,17 @@ impl ReplicaManager {
                 &t.configs,
             );
             let log_cfg = topic_config::log_config(&resolved);
+            let min_isr = resolved
+                .iter()
+                .find(|r| r.name == "min.insync.replicas")
+                .and_then(|r| r.value.trim().parse::<usize>().ok())
+                .unwrap_or(1);
             for p in &t.partitions {
                 if p.replicas.contains(&self.broker_id) {
-                    wanted.insert((t.name.clone(), p.index), (t.id, log_cfg.clone()));
+                    wanted.insert(
+                        (t.name.clone(), p.index),
+                        (t.id, log_cfg.clone(), p.clone(), min_isr),
+                    );
                 }
             }
         }
@@ -386,7 +871,7 @@ impl ReplicaManager {
             map.retain(|k, p| {
                 let keep = wanted
                     .get(k)
-                    .map(|(id, _)| *id == p.topic_id)
+                    .map(|(id, ..)| *id == p.topic_id)
                     .unwrap_or(false);
                 if !keep {
                     removed.push(p.clone());
@@ -403,21 +888,31 @@ impl ReplicaManager {
             }
         }
 
-        for ((topic, index), (topic_id, log_cfg)) in wanted {
+        let now = crate::now_ms();
+        for ((topic, index), (topic_id, log_cfg, meta, min_isr)) in wanted {
             if let Some(p) = self.get(&topic, index) {
                 p.update_config(log_cfg);
+                p.apply_meta(&meta, min_isr, now);
                 continue;
             }
             let dir = self.partition_dir(&topic, index);
             self.claim_dir(&dir, topic_id)?;
-            let p = Partition::open(dir, &topic, index, topic_id, log_cfg).map_err(|source| {
-                ReplicaError::Log {
-                    topic: topic.clone(),
-                    partition: index,
-                    source,
-                }
+            let p = Partition::open(
+                dir,
+                &topic,
+                index,
+                topic_id,
+                log_cfg,
+                self.broker_id,
+                self.data_arrived.clone(),
+            )
+            .map_err(|source| ReplicaError::Log {
+                topic: topic.clone(),
+                partition: index,
+                source,
             })?;
-            tracing::debug!(topic = %topic, partition = index, leo = p.log_end_offset(), "opened partition");
+            p.apply_meta(&meta, min_isr, now);
+            tracing::debug!(topic = %topic, partition = index, leo = p.log_end_offset(), hw = p.high_watermark(), "opened partition");
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             map.insert((topic, index), Arc::new(p));
         }
@@ -461,6 +956,9 @@ impl ReplicaManager {
         };
         for p in drained {
             let (topic, index) = (p.topic.clone(), p.index);
+            if let Err(e) = p.checkpoint_hw() {
+                tracing::warn!(%topic, partition = index, error = %e, "high watermark checkpoint failed");
+            }
             let result = match Arc::try_unwrap(p) {
                 Ok(p) => p
                     .state

@@ -1,0 +1,928 @@
+//! The controller: one broker, elected through the coordinator, that decides partition states.
+//!
+//! Modelled on Kafka's ZooKeeper-mode controller. Whoever holds the ephemeral `/controller`
+//! znode (created with the broker's own session, so losing the session loses the role) is the
+//! controller; winning also bumps `/controller_epoch`, whose znode version fences every later
+//! write ([`fence`]). The controller then keeps a copy of the tree ([`tree`]) fresh from
+//! persistent watches and, after every batch of changes, decides ([`decisions`], pure) and
+//! writes, level-triggered: each pass compares the whole current state with what it should be,
+//! so a controller elected after a failover mid-change finishes the job (partitions without a
+//! state get one, a pending deletion is carried out, leaders on dead brokers are replaced).
+//!
+//! What it does:
+//! - new topics / new partitions (topic znode written by any broker) → partition states with
+//!   leaders;
+//! - broker gone → new leaders from the ISR for the partitions it led, and it leaves every ISR it
+//!   is not the last member of; broker back → offline partitions whose ISR has it get it as
+//!   leader; a broker that restarted between two looks (new znode) counts as gone and back;
+//! - `/admin/controlled_shutdown/<id>` → leadership moves off `id`, and `id` leaves ISRs;
+//! - `/admin/delete_topics/<t>` → the topic's znodes go, then the request (brokers delete their
+//!   logs when the topic leaves their view);
+//! - with `auto_rebalance`: preferred-leader election every `rebalance_interval`, and as soon
+//!   as a returned broker is back in sync for partitions it prefers.
+//!
+//! State znodes are also written by partition leaders (ISR changes, compare-and-set): a write
+//! that loses that race re-reads the partition and decides again.
+
+pub mod decisions;
+pub mod fence;
+pub mod tree;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use zookeeper_client as zk;
+
+use self::decisions::{Change, LeaderAndIsr, Liveness, Reason};
+use self::fence::{ControllerEpoch, FencedWrite, WriteError};
+use self::tree::{Target, Tree};
+use crate::cluster::zk_layout::{self as layout, ConfigZnode};
+use crate::config::BrokerConfig;
+
+/// Topic config (and dynamic cluster default) that lets an out-of-sync replica lead.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+
+/// How long changes are gathered before one pass decides on all of them.
+const BATCH_DELAY: Duration = Duration::from_millis(20);
+/// Ops per transaction (a state creation is two or three): far below the default 1 MB request
+/// limit of ZooKeeper (jute.maxbuffer) even with long topic names.
+const MAX_OPS_PER_MULTI: usize = 500;
+/// Decide-and-write rounds per pass (a round follows a lost compare-and-set).
+const MAX_ROUNDS: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub broker_id: i32,
+    /// Cluster default of `unclean.leader.election.enable` (topic configs and the dynamic
+    /// `<default>` broker config override it).
+    pub unclean_default: bool,
+    /// Preferred-leader balancing (auto.leader.rebalance.enable).
+    pub auto_rebalance: bool,
+    /// How often preferred leaders are restored (leader.imbalance.check.interval.seconds).
+    pub rebalance_interval: Duration,
+    /// Full re-read of the tree this often, in case a watch event was lost (persistent watches
+    /// can miss events across a reconnection, ZOOKEEPER-4698).
+    pub resync_interval: Duration,
+    /// Pause after a coordinator error before trying again.
+    pub retry_backoff: Duration,
+}
+
+impl ControllerConfig {
+    pub fn from_broker(cfg: &BrokerConfig) -> Self {
+        ControllerConfig {
+            broker_id: cfg.broker_id,
+            unclean_default: cfg.unclean_leader_election_enable,
+            auto_rebalance: cfg.auto_leader_rebalance_enable,
+            rebalance_interval: Duration::from_secs(cfg.leader_imbalance_check_interval_seconds),
+            resync_interval: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Campaigns for controllership with `client`'s session and acts as controller while elected;
+/// campaigns again when deposed. Returns when `stop` turns true (or its sender is dropped),
+/// giving `/controller` up at once, or when the session has ended (expired or closed): the
+/// caller starts it again with the new session's client.
+pub async fn run(client: zk::Client, cfg: ControllerConfig, mut stop: watch::Receiver<bool>) {
+    debug!(broker_id = cfg.broker_id, "controller campaign started");
+    loop {
+        if stop_requested(&mut stop) {
+            return;
+        }
+        if client.state().is_terminated() {
+            info!(broker_id = cfg.broker_id, state = %client.state(), "session ended; the controller campaign stops");
+            return;
+        }
+        let attempt = tokio::select! {
+            r = fence::try_become_controller(&client, cfg.broker_id) => r,
+            _ = stopped(&mut stop) => return,
+        };
+        let epoch = match attempt {
+            Ok(Some(epoch)) => epoch,
+            Ok(None) => {
+                wait_for_vacancy(&client, &cfg, &mut stop).await;
+                continue;
+            }
+            Err(e) => {
+                if is_terminal(&e) {
+                    continue;
+                }
+                warn!(broker_id = cfg.broker_id, error = %e, "controller election attempt failed");
+                pause(cfg.retry_backoff, &mut stop).await;
+                continue;
+            }
+        };
+        info!(
+            broker_id = cfg.broker_id,
+            controller_epoch = epoch.value,
+            "elected controller"
+        );
+        let exit = Controller::new(&client, &cfg, epoch).act(&mut stop).await;
+        match exit {
+            Exit::Stopped => {
+                if let Err(e) = fence::resign(&client).await {
+                    warn!(error = %e, "could not give up /controller on stop");
+                }
+                info!(broker_id = cfg.broker_id, "controller stopped");
+                return;
+            }
+            Exit::Deposed => {
+                warn!(
+                    broker_id = cfg.broker_id,
+                    controller_epoch = epoch.value,
+                    "no longer the controller; campaigning again"
+                );
+                // Still holding /controller with a stale fence only happens when someone
+                // bumped the epoch by hand: let a fresh election sort it out.
+                let _ = fence::resign(&client).await;
+                pause(cfg.retry_backoff, &mut stop).await;
+            }
+            Exit::SessionEnded => {
+                info!(
+                    broker_id = cfg.broker_id,
+                    "session ended; controller stops acting"
+                );
+                return;
+            }
+        }
+    }
+}
+
+fn stop_requested(stop: &mut watch::Receiver<bool>) -> bool {
+    *stop.borrow_and_update() || stop.has_changed().is_err()
+}
+
+/// Resolves once `stop` is true or its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stopped(stop) => {}
+    }
+}
+
+fn is_terminal(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
+    )
+}
+
+/// Waits until `/controller` is gone (or a while has passed, or stop).
+async fn wait_for_vacancy(
+    client: &zk::Client,
+    cfg: &ControllerConfig,
+    stop: &mut watch::Receiver<bool>,
+) {
+    match client.check_and_watch_stat(layout::CONTROLLER).await {
+        Ok((None, _)) => {}
+        Ok((Some(_), watcher)) => {
+            tokio::select! {
+                _ = watcher.changed() => {}
+                _ = tokio::time::sleep(cfg.resync_interval) => {}
+                _ = stopped(stop) => {}
+            }
+        }
+        Err(e) => {
+            if !is_terminal(&e) {
+                warn!(error = %e, "cannot watch /controller");
+                pause(cfg.retry_backoff, stop).await;
+            }
+        }
+    }
+}
+
+enum Exit {
+    Stopped,
+    Deposed,
+    SessionEnded,
+}
+
+/// Why a pass ended early.
+enum Halt {
+    Deposed,
+    SessionEnded,
+    Transient(zk::Error),
+}
+
+impl From<zk::Error> for Halt {
+    fn from(e: zk::Error) -> Self {
+        if is_terminal(&e) {
+            Halt::SessionEnded
+        } else {
+            Halt::Transient(e)
+        }
+    }
+}
+
+/// One decided write.
+#[derive(Debug)]
+enum Action {
+    Delete(String),
+    Create {
+        topic: String,
+        topic_version: i32,
+        create_dir: bool,
+        states: Vec<(i32, bool, LeaderAndIsr)>,
+    },
+    Set {
+        topic: String,
+        partition: i32,
+        old: LeaderAndIsr,
+        new: LeaderAndIsr,
+        version: i32,
+        reasons: Vec<Reason>,
+    },
+}
+
+struct Controller<'a> {
+    client: &'a zk::Client,
+    cfg: &'a ControllerConfig,
+    epoch: ControllerEpoch,
+    tree: Tree,
+    loaded: bool,
+    /// Brokers whose znode was replaced since the last pass (restarted): treated as gone and
+    /// back in the next pass.
+    bounced: BTreeSet<i32>,
+    /// Brokers that registered since the last rebalance tick.
+    returned: BTreeSet<i32>,
+    /// Controlled-shutdown requests (broker → request czxid) whose followers have been dropped
+    /// from ISRs once; not again, so that a leader re-adding the still-fetching broker does not
+    /// flap against us.
+    shutdowns_done: BTreeMap<i32, i64>,
+    dirty: BTreeSet<TargetKey>,
+    full_reload: bool,
+    verify: bool,
+    rebalance_due: bool,
+}
+
+/// `Target` with an order, for the dirty set.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TargetKey {
+    Broker(i32),
+    Topic(String),
+    Deletion(String),
+    Shutdown(i32),
+}
+
+impl<'a> Controller<'a> {
+    fn new(client: &'a zk::Client, cfg: &'a ControllerConfig, epoch: ControllerEpoch) -> Self {
+        Controller {
+            client,
+            cfg,
+            epoch,
+            tree: Tree::default(),
+            loaded: false,
+            bounced: BTreeSet::new(),
+            returned: BTreeSet::new(),
+            shutdowns_done: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            full_reload: true,
+            verify: true,
+            rebalance_due: false,
+        }
+    }
+
+    async fn act(&mut self, stop: &mut watch::Receiver<bool>) -> Exit {
+        let mut states = self.client.state_watcher();
+        // Watches first, then the full read: no change can fall between the two.
+        let watches = async {
+            let b = self
+                .client
+                .watch("/brokers", zk::AddWatchMode::PersistentRecursive)
+                .await?;
+            let a = self
+                .client
+                .watch("/admin", zk::AddWatchMode::PersistentRecursive)
+                .await?;
+            let c = self
+                .client
+                .watch(layout::CONTROLLER, zk::AddWatchMode::Persistent)
+                .await?;
+            let e = self
+                .client
+                .watch(layout::CONTROLLER_EPOCH, zk::AddWatchMode::Persistent)
+                .await?;
+            Ok::<_, zk::Error>((b, a, c, e))
+        };
+        let (mut wb, mut wa, mut wc, mut we) = match watches.await {
+            Ok(w) => w,
+            Err(e) if is_terminal(&e) => return Exit::SessionEnded,
+            Err(e) => {
+                warn!(error = %e, "controller cannot watch the tree; campaigning again");
+                return Exit::Deposed;
+            }
+        };
+        let start = Instant::now();
+        let mut rebalance = tokio::time::interval_at(
+            start + self.cfg.rebalance_interval,
+            self.cfg.rebalance_interval,
+        );
+        let mut resync =
+            tokio::time::interval_at(start + self.cfg.resync_interval, self.cfg.resync_interval);
+        let mut connected = true;
+        let mut pending_since: Option<Instant> = Some(start);
+        loop {
+            let work = connected
+                && (self.full_reload
+                    || self.verify
+                    || self.rebalance_due
+                    || !self.dirty.is_empty());
+            if work && pending_since.is_none() {
+                pending_since = Some(Instant::now());
+            }
+            let deadline = match (work, pending_since) {
+                (true, Some(t)) => t + BATCH_DELAY,
+                _ => Instant::now() + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                biased;
+                _ = stopped(stop) => return Exit::Stopped,
+                s = states.changed() => {
+                    if s.is_terminated() {
+                        return Exit::SessionEnded;
+                    }
+                    match s {
+                        zk::SessionState::Disconnected => {
+                            // Writes would fail anyway; wait for the session to come back.
+                            debug!("controller disconnected from the coordinator");
+                            connected = false;
+                        }
+                        _ => {
+                            if !connected {
+                                // Watch events may have been lost meanwhile.
+                                connected = true;
+                                self.full_reload = true;
+                                self.verify = true;
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    pending_since = None;
+                    // A pass waits on the coordinator: stop must not wait for it.
+                    let outcome = tokio::select! {
+                        r = self.pass() => r,
+                        _ = stopped(stop) => return Exit::Stopped,
+                    };
+                    match outcome {
+                        Ok(()) => {}
+                        Err(Halt::Deposed) => return Exit::Deposed,
+                        Err(Halt::SessionEnded) => return Exit::SessionEnded,
+                        Err(Halt::Transient(e)) => {
+                            warn!(error = %e, "controller pass failed; re-reading the tree");
+                            self.full_reload = true;
+                            self.verify = true;
+                            pause(self.cfg.retry_backoff, stop).await;
+                        }
+                    }
+                }
+                ev = wb.changed() => self.note(ev),
+                ev = wa.changed() => self.note(ev),
+                ev = wc.changed() => self.note(ev),
+                ev = we.changed() => self.note(ev),
+                _ = rebalance.tick() => {
+                    if self.cfg.auto_rebalance {
+                        self.rebalance_due = true;
+                    }
+                }
+                _ = resync.tick() => self.full_reload = true,
+            }
+        }
+    }
+
+    fn note(&mut self, ev: zk::WatchedEvent) {
+        if ev.event_type == zk::EventType::Session {
+            // The state watcher handles session changes.
+            return;
+        }
+        match tree::classify(&ev.path) {
+            Target::Controller => self.verify = true,
+            Target::Broker(id) => {
+                self.dirty.insert(TargetKey::Broker(id));
+            }
+            Target::Topic(t) => {
+                self.dirty.insert(TargetKey::Topic(t));
+            }
+            Target::Deletion(t) => {
+                self.dirty.insert(TargetKey::Deletion(t));
+            }
+            Target::Shutdown(id) => {
+                self.dirty.insert(TargetKey::Shutdown(id));
+            }
+            Target::Other => {}
+        }
+    }
+
+    /// Brings the tree copy up to date, then decides and writes.
+    async fn pass(&mut self) -> Result<(), Halt> {
+        if self.verify || self.full_reload {
+            if !fence::still_controller(self.client, &self.epoch).await? {
+                return Err(Halt::Deposed);
+            }
+            self.verify = false;
+        }
+        if self.full_reload {
+            let fresh = Tree::load(self.client).await?;
+            if self.loaded {
+                for (id, czxid) in &fresh.brokers {
+                    self.saw_broker(*id, Some(*czxid));
+                }
+                let gone: Vec<i32> = self
+                    .tree
+                    .brokers
+                    .keys()
+                    .filter(|id| !fresh.brokers.contains_key(id))
+                    .copied()
+                    .collect();
+                for id in gone {
+                    self.saw_broker(id, None);
+                }
+            }
+            let brokers: Vec<i32> = fresh.brokers.keys().copied().collect();
+            let shutdowns: Vec<i32> = fresh.shutdowns.keys().copied().collect();
+            if self.loaded {
+                debug!(
+                    ?brokers,
+                    topics = fresh.topics.len(),
+                    "controller re-read the cluster state"
+                );
+            } else {
+                info!(
+                    ?brokers,
+                    topics = fresh.topics.len(),
+                    pending_deletions = fresh.deletions.len(),
+                    controlled_shutdowns = ?shutdowns,
+                    "controller read the cluster state"
+                );
+            }
+            self.tree = fresh;
+            self.loaded = true;
+            self.full_reload = false;
+            self.dirty.clear();
+        } else {
+            for key in std::mem::take(&mut self.dirty) {
+                self.refresh(key).await?;
+            }
+        }
+        self.reconcile().await
+    }
+
+    /// Records a broker's current znode (`None` = gone), noting returns and restarts.
+    fn saw_broker(&mut self, id: i32, czxid: Option<i64>) {
+        let before = self.tree.brokers.get(&id).copied();
+        match (before, czxid) {
+            (None, Some(c)) => {
+                info!(broker = id, "broker registered");
+                self.returned.insert(id);
+                self.tree.brokers.insert(id, c);
+            }
+            (Some(b), Some(c)) if b != c => {
+                info!(broker = id, "broker re-registered (restarted)");
+                self.bounced.insert(id);
+                self.returned.insert(id);
+                self.tree.brokers.insert(id, c);
+            }
+            (Some(_), None) => {
+                info!(broker = id, "broker gone");
+                self.tree.brokers.remove(&id);
+            }
+            _ => {}
+        }
+    }
+
+    async fn refresh(&mut self, key: TargetKey) -> Result<(), zk::Error> {
+        match key {
+            TargetKey::Broker(id) => {
+                let c = tree::czxid(self.client, &layout::broker_path(id)).await?;
+                self.saw_broker(id, c);
+            }
+            TargetKey::Topic(name) => self.reload_topic(&name).await?,
+            TargetKey::Deletion(name) => {
+                if tree::czxid(self.client, &layout::delete_topic_path(&name))
+                    .await?
+                    .is_some()
+                {
+                    if self.tree.deletions.insert(name.clone()) {
+                        info!(topic = %name, "topic deletion requested");
+                    }
+                } else {
+                    self.tree.deletions.remove(&name);
+                }
+            }
+            TargetKey::Shutdown(id) => {
+                match tree::czxid(self.client, &layout::controlled_shutdown_path(id)).await? {
+                    Some(c) => {
+                        if self.tree.shutdowns.insert(id, c) != Some(c) {
+                            info!(broker = id, "controlled shutdown requested");
+                        }
+                    }
+                    None => {
+                        self.tree.shutdowns.remove(&id);
+                        self.shutdowns_done.remove(&id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reload_topic(&mut self, name: &str) -> Result<(), zk::Error> {
+        match tree::load_topic(self.client, name).await? {
+            Some(t) => {
+                self.tree.topics.insert(name.to_string(), t);
+            }
+            None => {
+                self.tree.topics.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides and writes until nothing is left to do (or `MAX_ROUNDS`).
+    async fn reconcile(&mut self) -> Result<(), Halt> {
+        // A restart is acted on once: afterwards the broker is simply live.
+        let bounced = std::mem::take(&mut self.bounced);
+        for round in 0..MAX_ROUNDS {
+            let bounced = if round == 0 {
+                bounced.clone()
+            } else {
+                BTreeSet::new()
+            };
+            let actions = self.plan(&bounced).await?;
+            if actions.is_empty() {
+                break;
+            }
+            for action in actions {
+                self.execute(action).await?;
+            }
+        }
+        if self.rebalance_due {
+            self.rebalance_due = false;
+            self.returned.clear();
+        }
+        for (id, czxid) in &self.tree.shutdowns {
+            self.shutdowns_done.insert(*id, *czxid);
+        }
+        Ok(())
+    }
+
+    /// Everything that should change, given the tree copy.
+    async fn plan(&self, bounced: &BTreeSet<i32>) -> Result<Vec<Action>, zk::Error> {
+        let live = self.tree.live();
+        let shutting_down: BTreeSet<i32> = self
+            .tree
+            .shutdowns
+            .keys()
+            .filter(|id| live.contains(id))
+            .copied()
+            .collect();
+        let alive = Liveness {
+            live: &live,
+            shutting_down: &shutting_down,
+        };
+        let live_before_restart: BTreeSet<i32> = live.difference(bounced).copied().collect();
+        let before_restart = Liveness {
+            live: &live_before_restart,
+            shutting_down: &shutting_down,
+        };
+        let mut actions: Vec<Action> = self
+            .tree
+            .deletions
+            .iter()
+            .map(|t| Action::Delete(t.clone()))
+            .collect();
+        let mut unclean_memo: BTreeMap<&str, bool> = BTreeMap::new();
+        for (name, t) in &self.tree.topics {
+            if self.tree.deletions.contains(name) {
+                continue;
+            }
+            let states: Vec<(i32, bool, LeaderAndIsr)> = t
+                .assignment
+                .iter()
+                .filter(|(p, _)| !t.states.contains_key(p))
+                .filter_map(|(p, replicas)| {
+                    decisions::initial_state(replicas, alive)
+                        .map(|s| (*p, !t.partition_nodes.contains(p), s))
+                })
+                .collect();
+            // Chunked: one transaction must stay well below the coordinator's request limit.
+            for (i, chunk) in states.chunks(MAX_OPS_PER_MULTI / 2).enumerate() {
+                actions.push(Action::Create {
+                    topic: name.clone(),
+                    topic_version: t.version,
+                    create_dir: i == 0 && !t.partitions_dir,
+                    states: chunk.to_vec(),
+                });
+            }
+            for (p, (state, version)) in &t.states {
+                let Some(replicas) = t.assignment.get(p) else {
+                    continue;
+                };
+                let mut cur = state.clone();
+                let mut reasons = Vec::new();
+                let mut apply = |c: Option<Change>, cur: &mut LeaderAndIsr| {
+                    if let Some(c) = c {
+                        *cur = c.state;
+                        reasons.push(c.reason);
+                    }
+                };
+                if !bounced.is_empty()
+                    && (bounced.contains(&cur.leader)
+                        || cur.isr.iter().any(|r| bounced.contains(r)))
+                {
+                    apply(
+                        decisions::reelect(replicas, &cur, before_restart, false),
+                        &mut cur,
+                    );
+                }
+                let unclean = if decisions::unclean_would_help(replicas, &cur, alive) {
+                    match unclean_memo.get(name.as_str()) {
+                        Some(u) => *u,
+                        None => {
+                            let u = unclean_allowed(self.client, self.cfg, name).await?;
+                            unclean_memo.insert(name, u);
+                            u
+                        }
+                    }
+                } else {
+                    false
+                };
+                apply(decisions::reelect(replicas, &cur, alive, unclean), &mut cur);
+                for (b, czxid) in &self.tree.shutdowns {
+                    if !live.contains(b) {
+                        continue;
+                    }
+                    let drop_follower = self.shutdowns_done.get(b) != Some(czxid);
+                    apply(
+                        decisions::controlled_shutdown(replicas, &cur, *b, alive, drop_follower),
+                        &mut cur,
+                    );
+                }
+                let preferred = replicas.first().copied().unwrap_or(-1);
+                if self.cfg.auto_rebalance
+                    && (self.rebalance_due || self.returned.contains(&preferred))
+                {
+                    apply(
+                        decisions::preferred_election(replicas, &cur, alive),
+                        &mut cur,
+                    );
+                }
+                if cur != *state {
+                    actions.push(Action::Set {
+                        topic: name.clone(),
+                        partition: *p,
+                        old: state.clone(),
+                        new: cur,
+                        version: *version,
+                        reasons,
+                    });
+                }
+            }
+        }
+        Ok(actions)
+    }
+
+    async fn execute(&mut self, action: Action) -> Result<(), Halt> {
+        match action {
+            Action::Set {
+                topic,
+                partition,
+                old,
+                new,
+                version,
+                reasons,
+            } => {
+                let r = fence::set_partition_state(
+                    self.client,
+                    &self.epoch,
+                    &topic,
+                    partition,
+                    &new,
+                    version,
+                )
+                .await;
+                match r {
+                    Ok(v) => {
+                        log_change(&topic, partition, &old, &new, &reasons, self.epoch.value);
+                        if let Some(t) = self.tree.topics.get_mut(&topic) {
+                            t.states.insert(partition, (new, v));
+                        }
+                        Ok(())
+                    }
+                    Err(e) => self.write_failed(e, &topic).await,
+                }
+            }
+            Action::Create {
+                topic,
+                topic_version,
+                create_dir,
+                states,
+            } => {
+                let mut w = FencedWrite::new(self.client, &self.epoch)?;
+                w.check(&layout::topic_path(&topic), topic_version)?;
+                if create_dir {
+                    w.create(&layout::partitions_path(&topic), b"")?;
+                }
+                for (p, create_node, s) in &states {
+                    if *create_node {
+                        w.create(&layout::partition_path(&topic, *p), b"")?;
+                    }
+                    w.create(
+                        &layout::partition_state_path(&topic, *p),
+                        &fence::state_znode(&self.epoch, s),
+                    )?;
+                }
+                match w.commit().await {
+                    Ok(_) => {
+                        let t = self.tree.topics.entry(topic.clone()).or_default();
+                        t.partitions_dir = true;
+                        for (p, _, s) in states {
+                            info!(
+                                topic = %topic,
+                                partition = p,
+                                old_leader = -1,
+                                new_leader = s.leader,
+                                leader_epoch = s.leader_epoch,
+                                isr = ?s.isr,
+                                controller_epoch = self.epoch.value,
+                                reason = %Reason::NewPartition,
+                                "partition state created"
+                            );
+                            t.partition_nodes.insert(p);
+                            t.states.insert(p, (s, 0));
+                        }
+                        Ok(())
+                    }
+                    Err(e) => self.write_failed(e, &topic).await,
+                }
+            }
+            Action::Delete(topic) => self.delete_topic(&topic).await,
+        }
+    }
+
+    /// A write that lost: deposed ends the pass; a conflict re-reads the topic for the next round.
+    async fn write_failed(&mut self, e: WriteError, topic: &str) -> Result<(), Halt> {
+        match e {
+            WriteError::Deposed => Err(Halt::Deposed),
+            WriteError::Conflict { op, source } => {
+                debug!(topic, op, error = %source, "controller write lost a race; re-reading");
+                self.reload_topic(topic).await?;
+                Ok(())
+            }
+            WriteError::Coordinator(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the topic's znodes (states, partitions, the topic, its config) and then the
+    /// request, in one transaction; read fresh so nothing unexpected blocks it.
+    async fn delete_topic(&mut self, topic: &str) -> Result<(), Halt> {
+        let nodes = tree::subtree_post_order(self.client, &layout::topic_path(topic)).await?;
+        let config = self
+            .client
+            .check_stat(&layout::topic_config_path(topic))
+            .await?;
+        let request = self
+            .client
+            .check_stat(&layout::delete_topic_path(topic))
+            .await?;
+        let mut ops: Vec<(String, i32)> = nodes.clone();
+        if let Some(s) = config {
+            ops.push((layout::topic_config_path(topic), s.version));
+        }
+        if let Some(s) = request {
+            ops.push((layout::delete_topic_path(topic), s.version));
+        }
+        // Children come before parents, so the chunks can go one after another; a big topic
+        // takes several transactions, the request going last.
+        for chunk in ops.chunks(MAX_OPS_PER_MULTI) {
+            let mut w = FencedWrite::new(self.client, &self.epoch)?;
+            for (path, version) in chunk {
+                w.delete(path, *version)?;
+            }
+            match w.commit().await {
+                Ok(_) => {}
+                Err(WriteError::Conflict { op, source }) => {
+                    // Something changed under the topic meanwhile; the next round reads it again.
+                    debug!(topic, op, error = %source, "topic deletion lost a race; retrying");
+                    return Ok(());
+                }
+                Err(e) => return self.write_failed(e, topic).await,
+            }
+        }
+        info!(
+            topic,
+            znodes = nodes.len(),
+            controller_epoch = self.epoch.value,
+            "topic deleted"
+        );
+        self.tree.topics.remove(topic);
+        self.tree.deletions.remove(topic);
+        Ok(())
+    }
+}
+
+fn log_change(
+    topic: &str,
+    partition: i32,
+    old: &LeaderAndIsr,
+    new: &LeaderAndIsr,
+    reasons: &[Reason],
+    controller_epoch: i32,
+) {
+    let reason = reasons
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    if new.leader == old.leader {
+        info!(
+            topic,
+            partition,
+            leader = new.leader,
+            leader_epoch = new.leader_epoch,
+            old_isr = ?old.isr,
+            isr = ?new.isr,
+            controller_epoch,
+            reason,
+            "partition ISR changed by the controller"
+        );
+    } else if new.leader < 0 {
+        warn!(
+            topic,
+            partition,
+            old_leader = old.leader,
+            new_leader = new.leader,
+            leader_epoch = new.leader_epoch,
+            isr = ?new.isr,
+            controller_epoch,
+            reason,
+            "partition offline: no in-sync replica is alive"
+        );
+    } else {
+        info!(
+            topic,
+            partition,
+            old_leader = old.leader,
+            new_leader = new.leader,
+            leader_epoch = new.leader_epoch,
+            old_isr = ?old.isr,
+            isr = ?new.isr,
+            controller_epoch,
+            reason,
+            "leader election"
+        );
+    }
+}
+
+/// `unclean.leader.election.enable` for `topic`: its topic config, else the dynamic cluster
+/// default, else the flag.
+async fn unclean_allowed(
+    client: &zk::Client,
+    cfg: &ControllerConfig,
+    topic: &str,
+) -> Result<bool, zk::Error> {
+    for path in [
+        layout::topic_config_path(topic),
+        layout::broker_config_path(None),
+    ] {
+        match client.get_data(&path).await {
+            Ok((data, _)) => match layout::decode::<ConfigZnode>(&path, &data) {
+                Ok(c) => {
+                    if let Some(v) = c.config.get(UNCLEAN_LEADER_ELECTION_ENABLE) {
+                        return Ok(v.trim().eq_ignore_ascii_case("true"));
+                    }
+                }
+                Err(e) => warn!(error = %e, "ignoring a malformed config znode"),
+            },
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cfg.unclean_default)
+}
+
+/// Compile-time check: the broker spawns `run` on the multi-threaded runtime.
+#[cfg(test)]
+#[allow(dead_code)]
+fn run_future_is_send(
+    client: zk::Client,
+    cfg: ControllerConfig,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send {
+    run(client, cfg, stop)
+}

@@ -1,0 +1,262 @@
+//! The leader/follower bookkeeping of one partition: high watermark, acks=all waits, ISR
+//! decisions, the follower append path and the HW checkpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rivulet_storage::{validate_batches, LogConfig};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{AppendError, CommitError, Partition, Role};
+use crate::metadata::PartitionMeta;
+
+const ME: i32 = 1;
+
+/// `n` records from producer `pid` (-1: none) starting at sequence `seq`.
+fn batch(n: usize, pid: i64, seq: i32) -> Vec<u8> {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: if pid >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if pid >= 0 { seq + i as i32 } else { -1 },
+            timestamp: 1_000,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from_static(b"value")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.to_vec()
+}
+
+fn open(dir: &std::path::Path) -> Partition {
+    Partition::open(
+        dir.join("t-0"),
+        "t",
+        0,
+        Uuid::nil(),
+        LogConfig::default(),
+        ME,
+        Arc::new(Notify::new()),
+    )
+    .expect("open")
+}
+
+fn meta(leader: i32, epoch: i32, isr: &[i32], pe: i32) -> PartitionMeta {
+    PartitionMeta {
+        index: 0,
+        leader,
+        leader_epoch: epoch,
+        replicas: vec![1, 2, 3],
+        isr: isr.to_vec(),
+        partition_epoch: pe,
+    }
+}
+
+fn append(p: &Partition, n: usize) -> Result<super::Appended, AppendError> {
+    let mut b = batch(n, -1, 0);
+    let h = validate_batches(&b).expect("valid");
+    p.append(&mut b, &h, 0, 1_000)
+}
+
+#[test]
+fn alone_in_the_isr_everything_is_committed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(
+        &PartitionMeta {
+            replicas: vec![ME],
+            ..meta(ME, 0, &[ME], 0)
+        },
+        1,
+        0,
+    );
+    assert!(p.is_leader());
+    append(&p, 3).unwrap();
+    assert_eq!(p.high_watermark(), 3);
+}
+
+#[tokio::test]
+async fn hw_is_the_min_over_the_isr_and_acks_all_waits_for_it() {
+    let d = tempfile::tempdir().unwrap();
+    let p = Arc::new(open(d.path()));
+    p.apply_meta(&meta(ME, 1, &[1, 2, 3], 0), 2, 0);
+    let a = append(&p, 5).unwrap();
+    assert_eq!(p.high_watermark(), 0);
+    let waiter = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            p.wait_committed(a.last_offset, Duration::from_secs(5))
+                .await
+        })
+    };
+    assert!(!p.record_follower_fetch(2, 5, 10).unwrap());
+    // Follower 3 not heard from: the HW waits for it.
+    assert_eq!(p.high_watermark(), 0);
+    p.record_follower_fetch(3, 2, 10).unwrap();
+    assert_eq!(p.high_watermark(), 2);
+    p.record_follower_fetch(3, 5, 20).unwrap();
+    assert_eq!(p.high_watermark(), 5);
+    assert_eq!(waiter.await.unwrap(), Ok(()));
+    // Never back.
+    p.record_follower_fetch(3, 4, 30).unwrap();
+    assert_eq!(p.high_watermark(), 5);
+}
+
+#[tokio::test]
+async fn acks_all_times_out_and_sees_leadership_move() {
+    let d = tempfile::tempdir().unwrap();
+    let p = Arc::new(open(d.path()));
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 1, 0);
+    let a = append(&p, 1).unwrap();
+    assert_eq!(
+        p.wait_committed(a.last_offset, Duration::from_millis(30))
+            .await,
+        Err(CommitError::Timeout)
+    );
+    let waiter = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            p.wait_committed(a.last_offset, Duration::from_secs(5))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    p.apply_meta(&meta(2, 2, &[2], 1), 1, 0);
+    assert_eq!(waiter.await.unwrap(), Err(CommitError::NotLeader));
+    assert_eq!(
+        p.role(),
+        Role::Follower {
+            leader: 2,
+            epoch: 2
+        }
+    );
+    assert!(matches!(append(&p, 1), Err(AppendError::NotLeader)));
+    assert!(p.needs_truncation());
+    // An older view never takes leadership back.
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 1, 0);
+    assert!(!p.is_leader());
+}
+
+#[tokio::test]
+async fn shrink_expand_and_min_insync() {
+    let d = tempfile::tempdir().unwrap();
+    let p = Arc::new(open(d.path()));
+    p.apply_meta(&meta(ME, 1, &[1, 2, 3], 4), 2, 0);
+    append(&p, 2).unwrap();
+    p.record_follower_fetch(2, 2, 4_500).unwrap();
+    // 3 never fetched: after the lag time it is out.
+    let ch = p.isr_change_due(5_000, 1_000).expect("shrink due");
+    assert!(ch.shrink);
+    assert_eq!(ch.new_isr, vec![1, 2]);
+    assert_eq!((ch.leader_epoch, ch.partition_epoch), (1, 4));
+    p.apply_isr(&meta(ME, 1, &[1, 2], 5));
+    assert_eq!(p.isr(), vec![1, 2]);
+    assert_eq!(p.high_watermark(), 2);
+    assert!(p.is_under_replicated());
+    // 3 catches up to the HW: an expansion is due.
+    assert!(p.record_follower_fetch(3, 2, 5_100).unwrap());
+    let ch = p.isr_change_due(5_100, 1_000).expect("expand due");
+    assert!(!ch.shrink);
+    assert_eq!(ch.new_isr, vec![1, 2, 3]);
+    // ISR below min.insync.replicas=2 while waiting: committed, but refused.
+    p.apply_isr(&meta(ME, 1, &[1], 6));
+    let a = append(&p, 1).unwrap();
+    assert_eq!(
+        p.wait_committed(a.last_offset, Duration::from_secs(1))
+            .await,
+        Err(CommitError::NotEnoughReplicas)
+    );
+}
+
+#[test]
+fn follower_append_keeps_offsets_and_moves_producer_state() {
+    let d = tempfile::tempdir().unwrap();
+    // The leader writes an idempotent batch in epoch 3.
+    let leader_dir = d.path().join("leader");
+    let leader = open(&leader_dir);
+    leader.apply_meta(&meta(ME, 3, &[ME], 0), 1, 0);
+    let mut b = batch(4, 42, 0);
+    let h = validate_batches(&b).unwrap();
+    leader.append(&mut b, &h, 0, 1_000).unwrap();
+    let data = leader.read(0, 1 << 20, i64::MAX, true).unwrap().data;
+
+    let f = open(&d.path().join("follower"));
+    f.apply_meta(&meta(2, 3, &[1, 2], 0), 1, 0);
+    // A trailing partial batch is left for the next fetch.
+    let mut with_partial = data.to_vec();
+    with_partial.extend_from_slice(&data[..20]);
+    assert_eq!(f.append_replicated(&with_partial).unwrap(), 4);
+    assert_eq!(f.latest_epoch(), Some(3));
+    f.set_follower_hw(10);
+    assert_eq!(f.high_watermark(), 4);
+    // Leadership moves here: the producer's retry is recognised as a duplicate.
+    f.apply_meta(&meta(ME, 4, &[1, 2], 1), 1, 0);
+    let mut retry = batch(4, 42, 0);
+    let h = validate_batches(&retry).unwrap();
+    let a = f.append(&mut retry, &h, 0, 2_000).unwrap();
+    assert!(a.duplicate);
+    assert_eq!((a.base_offset, a.last_offset), (0, 3));
+    // The new epoch starts at the log end.
+    assert_eq!(f.end_offset_for_epoch(3), Some((3, 4)));
+}
+
+#[test]
+fn truncation_rebuilds_producer_state_and_caps_hw() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(&meta(ME, 1, &[ME], 0), 1, 0);
+    for s in 0..3 {
+        let mut b = batch(2, 7, s * 2);
+        let h = validate_batches(&b).unwrap();
+        p.append(&mut b, &h, 0, 1_000).unwrap();
+    }
+    assert_eq!(p.high_watermark(), 6);
+    p.apply_meta(&meta(2, 2, &[2], 1), 1, 0);
+    p.truncate_to(2).unwrap();
+    assert_eq!((p.log_end_offset(), p.high_watermark()), (2, 2));
+    // Back as leader: sequence 2 is next again for producer 7.
+    p.apply_meta(&meta(ME, 3, &[ME], 2), 1, 0);
+    let mut b = batch(2, 7, 2);
+    let h = validate_batches(&b).unwrap();
+    let a = p.append(&mut b, &h, 0, 1_000).unwrap();
+    assert!(!a.duplicate);
+    assert_eq!(a.base_offset, 2);
+}
+
+#[test]
+fn hw_checkpoint_survives_a_restart_capped_at_the_log_end() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let p = open(d.path());
+        p.apply_meta(&meta(ME, 1, &[1, 2], 0), 1, 0);
+        append(&p, 5).unwrap();
+        p.record_follower_fetch(2, 3, 10).unwrap();
+        assert_eq!(p.high_watermark(), 3);
+        p.checkpoint_hw().unwrap();
+    }
+    let p = open(d.path());
+    assert_eq!(p.high_watermark(), 3);
+    std::fs::write(d.path().join("t-0").join(super::HW_CHECKPOINT), "99\n").unwrap();
+    assert_eq!(open(d.path()).high_watermark(), 5);
+}

@@ -1,0 +1,175 @@
+//! Shared by the broker's integration tests that need a real `rivulet-coordinator` process.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The coordinator binary of this build: `$RIVULET_COORDINATOR_BIN`, else next to this test's
+/// profile directory (where `cargo test --workspace` puts every binary), else the workspace's
+/// target directories.
+pub fn coordinator_bin() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("RIVULET_COORDINATOR_BIN") {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile) = exe.parent().and_then(|deps| deps.parent()) {
+            candidates.push(profile.join("rivulet-coordinator"));
+        }
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in [root.join("target/release"), root.join("target/debug")] {
+        candidates.push(dir.join("rivulet-coordinator"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).expect(
+        "rivulet-coordinator is not built: `cargo test --workspace` builds it, or run \
+         `cargo build -p rivulet-coordinator` (same profile) first",
+    )
+}
+
+/// ZooKeeper's `ruok` four-letter command.
+pub fn ruok(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut out = String::new();
+    s.write_all(b"ruok").is_ok() && s.read_to_string(&mut out).is_ok() && out == "imok"
+}
+
+/// A `rivulet-coordinator` on a free loopback port with a throwaway data directory, killed on
+/// drop.
+pub struct Coordinator {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Coordinator {
+    /// Short ticks so that sessions expire quickly in tests.
+    pub fn start() -> Coordinator {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(coordinator_bin())
+            .args(["--client-addr", &addr])
+            .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--tick-time-ms", "100", "--max-session-timeout-ms", "30000"])
+            .args(["--fsync", "false", "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn rivulet-coordinator");
+        let mut c = Coordinator {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                panic!("coordinator exited during start: {status}");
+            }
+            if ruok(&c.addr) {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "coordinator did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Apache ZooKeeper 3.8 from Debian's libzookeeper-java (standalone, loopback, short ticks),
+/// killed on drop; `None` when it is not installed.
+pub struct ApacheZooKeeper {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ApacheZooKeeper {
+    pub fn start() -> Option<ApacheZooKeeper> {
+        let out = Command::new("dpkg")
+            .args(["-L", "libzookeeper-java"])
+            .output()
+            .ok()?;
+        let listing = String::from_utf8_lossy(&out.stdout).to_string();
+        let main = listing
+            .split_whitespace()
+            .find(|p| p.ends_with("/usr/share/java/zookeeper.jar"))?
+            .to_string();
+        let java = PathBuf::from("/usr/share/java");
+        let deps = [
+            "zookeeper-jute.jar",
+            "slf4j-api.jar",
+            "slf4j-simple.jar",
+            "commons-cli.jar",
+            "commons-io.jar",
+            "metrics-core.jar",
+            "snappy-java.jar",
+            "netty-all.jar",
+        ];
+        let mut cp = vec![main];
+        cp.extend(deps.iter().map(|d| java.join(d).display().to_string()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=100\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n\
+                 maxSessionTimeout=30000\n",
+                dir.path().join("zk").display()
+            ),
+        )
+        .ok()?;
+        let child = Command::new("java")
+            .args(["-Xmx256m", "-cp", &cp.join(":")])
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut zk = ApacheZooKeeper {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = zk.child.try_wait() {
+                panic!("Apache ZooKeeper exited during start: {status}");
+            }
+            if ruok(&zk.addr) {
+                return Some(zk);
+            }
+            assert!(Instant::now() < deadline, "Apache ZooKeeper did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ApacheZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
