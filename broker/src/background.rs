@@ -2,6 +2,8 @@
 //! age, time-based flushing (log.flush.interval.ms / flush.ms), and the log cleaner (compaction
 //! of cleanup.policy=compact topics, every log.cleaner.backoff.ms). Each pass walks every hosted
 //! partition on a blocking thread (they do file I/O); a pass longer than its period delays the next.
+//! In cluster mode also the replication tasks (`crate::replication::spawn`): follower fetchers,
+//! the leader's ISR checks and the high-watermark checkpoints.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -106,10 +106,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         port,
         rack: config.rack.clone(),
     };
+    // Cluster mode: connected and the metadata read, but not registered yet (see below).
     let (store, zk): (Arc<dyn MetadataStore>, Option<Arc<ZkMetadataStore>>) = match cluster {
         Some(settings) => {
             let zk = Arc::new(
-                ZkMetadataStore::connect(settings, me.clone())
+                ZkMetadataStore::open(settings, me.clone())
                     .await
                     .context("joining the cluster")?,
             );
@@ -152,12 +153,19 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (--admin-addr)", config.admin_addr))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    background::spawn(broker.clone(), stop_rx.clone());
-    rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
     let mut admin_stop = stop_rx.clone();
     let admin_task = tokio::spawn(admin_http::serve(admin, broker.clone(), async move {
         let _ = admin_stop.wait_for(|s| *s).await;
     }));
+    // Cluster mode: register only now that the logs are recovered and the listener is bound,
+    // as Kafka does: the controller may make this broker a leader the moment it registers.
+    // Replication and requests start after it (a broker with a duplicate id that is refused
+    // here never fetches as that replica).
+    if let Some(zk) = &zk {
+        zk.register().await.context("joining the cluster")?;
+    }
+    background::spawn(broker.clone(), stop_rx.clone());
+    rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
     let server_task = tokio::spawn(server::run(kafka, broker.clone(), stop_rx.clone()));
     if let Some(zk) = &zk {
         spawn_cluster_tasks(&broker, zk, stop_rx.clone());
@@ -222,7 +230,8 @@ fn spawn_cluster_tasks(broker: &Arc<Broker>, zk: &ZkMetadataStore, stop: watch::
             }
         }
     });
-    let cfg = controller::ControllerConfig::from_broker(&broker.config);
+    let mut cfg = controller::ControllerConfig::from_broker(&broker.config);
+    cfg.metrics = broker.metrics.controller();
     zk.spawn_per_session(stop, move |client, stop| {
         controller::run(client, cfg.clone(), stop)
     });

@@ -42,6 +42,71 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Why a leader was elected, as `rivulet_controller_leader_elections_total{reason}` counts it.
+pub const ELECTION_REASONS: [&str; 4] = ["clean", "unclean", "controlled_shutdown", "preferred"];
+
+/// The controller's figures (Kafka's ActiveControllerCount, OfflinePartitionsCount, leader
+/// election rates). Clones share the values: the broker registers one and hands a clone to its
+/// controller task; a default one (tests) is simply not exported.
+#[derive(Clone, Debug, Default)]
+pub struct ControllerMetrics {
+    active: Gauge,
+    epoch: Gauge,
+    offline_partitions: Gauge,
+    leader_elections: Family<ReasonLabel, Counter>,
+}
+
+impl ControllerMetrics {
+    /// This broker won the election with `epoch`.
+    pub fn elected(&self, epoch: i32) {
+        self.epoch.set(epoch.into());
+        self.active.set(1);
+    }
+
+    /// This broker stopped acting as controller (stop, deposed, session lost): its figures no
+    /// longer describe the cluster.
+    pub fn resigned(&self) {
+        self.active.set(0);
+        self.epoch.set(0);
+        self.offline_partitions.set(0);
+    }
+
+    pub fn set_offline_partitions(&self, n: usize) {
+        self.offline_partitions
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A leader was elected for one partition; `reason` is one of [`ELECTION_REASONS`].
+    pub fn leader_elected(&self, reason: &'static str) {
+        self.leader_elections
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.get() == 1
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.epoch.get()
+    }
+
+    pub fn offline_partitions(&self) -> i64 {
+        self.offline_partitions.get()
+    }
+
+    pub fn elections(&self, reason: &'static str) -> u64 {
+        self.leader_elections
+            .get_or_create(&ReasonLabel { reason })
+            .get()
+    }
+}
+
 /// One hosted partition's replication figures, for [`Metrics::set_replication`].
 pub struct ReplicationRow {
     pub topic: String,
@@ -79,6 +144,7 @@ pub struct Metrics {
     isr_expands: Counter,
     high_watermark: Family<PartitionLabel, Gauge>,
     replica_lag: Family<ReplicaLabel, Gauge>,
+    controller: ControllerMetrics,
 }
 
 impl Default for Metrics {
@@ -109,6 +175,33 @@ impl Metrics {
         let isr_expands = Counter::default();
         let high_watermark = Family::<PartitionLabel, Gauge>::default();
         let replica_lag = Family::<ReplicaLabel, Gauge>::default();
+        let controller = ControllerMetrics::default();
+        for reason in ELECTION_REASONS {
+            // Shown at 0 from the start, so that rates and alerts work before the first one.
+            let _ = controller
+                .leader_elections
+                .get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "controller_active",
+            "1 while this broker is the active controller (Kafka's ActiveControllerCount)",
+            controller.active.clone(),
+        );
+        registry.register(
+            "controller_epoch",
+            "Controller epoch of this broker while it is the active controller, else 0",
+            controller.epoch.clone(),
+        );
+        registry.register(
+            "controller_offline_partitions",
+            "Partitions without a live leader, counted by the active controller (0 elsewhere; Kafka's OfflinePartitionsCount)",
+            controller.offline_partitions.clone(),
+        );
+        registry.register(
+            "controller_leader_elections",
+            "Leader elections made by this broker as controller, by reason: clean (from the ISR after a leader loss), unclean, controlled_shutdown, preferred",
+            controller.leader_elections.clone(),
+        );
         registry.register(
             "under_replicated_partitions",
             "Partitions led here whose ISR is smaller than their replica set (Kafka's UnderReplicatedPartitions)",
@@ -225,7 +318,13 @@ impl Metrics {
             isr_expands,
             high_watermark,
             replica_lag,
+            controller,
         }
+    }
+
+    /// The controller's metrics, for the controller task of this broker.
+    pub fn controller(&self) -> ControllerMetrics {
+        self.controller.clone()
     }
 
     pub fn isr_shrink(&self) {
@@ -356,5 +455,46 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_metrics_are_exported() {
+        let m = Metrics::new();
+        let out = m.render(&[], None, &[]);
+        assert!(out.contains("rivulet_controller_active 0"), "{out}");
+        for reason in ELECTION_REASONS {
+            let line =
+                format!("rivulet_controller_leader_elections_total{{reason=\"{reason}\"}} 0");
+            assert!(out.contains(&line), "{line} missing: {out}");
+        }
+        let c = m.controller();
+        c.elected(7);
+        c.set_offline_partitions(2);
+        c.leader_elected("unclean");
+        let out = m.render(&[], None, &[]);
+        assert!(out.contains("rivulet_controller_active 1"), "{out}");
+        assert!(out.contains("rivulet_controller_epoch 7"), "{out}");
+        assert!(
+            out.contains("rivulet_controller_offline_partitions 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("rivulet_controller_leader_elections_total{reason=\"unclean\"} 1"),
+            "{out}"
+        );
+        c.resigned();
+        let out = m.render(&[], None, &[]);
+        assert!(out.contains("rivulet_controller_active 0"), "{out}");
+        assert!(
+            out.contains("rivulet_controller_offline_partitions 0"),
+            "{out}"
+        );
+        // Counters keep their totals.
+        assert_eq!(c.elections("unclean"), 1);
     }
 }

@@ -16,6 +16,7 @@ use rivulet_broker::cluster::controller::{self, ControllerConfig};
 use rivulet_broker::cluster::zk_layout::{
     self as layout, BrokerZnode, ConfigZnode, ControllerZnode, PartitionStateZnode, TopicZnode,
 };
+use rivulet_broker::metrics::ControllerMetrics;
 use support::Coordinator;
 use tokio::sync::watch;
 use zookeeper_client as zk;
@@ -85,7 +86,23 @@ fn config(id: i32) -> ControllerConfig {
         rebalance_interval: Duration::from_secs(3600),
         resync_interval: Duration::from_secs(30),
         retry_backoff: Duration::from_millis(50),
+        metrics: Default::default(),
     }
+}
+
+/// `config(id)` reporting to metrics the test can read.
+fn config_with_metrics(id: i32) -> (ControllerConfig, ControllerMetrics) {
+    let metrics = ControllerMetrics::default();
+    let cfg = ControllerConfig {
+        metrics: metrics.clone(),
+        ..config(id)
+    };
+    (cfg, metrics)
+}
+
+/// Waits until `f` holds (for a metric: it is set when a pass ends, after its writes).
+async fn until(what: &str, f: impl Fn() -> bool) {
+    eventually(what, || async { f().then_some(()) }).await
 }
 
 struct Running {
@@ -507,7 +524,8 @@ async fn unclean_election_only_where_the_topic_allows_it(addr: &str) {
     let admin = admin(addr).await;
     let _s1 = register(addr, 1).await;
     let s2 = register(addr, 2).await;
-    let c = spawn_controller(&s2, config(2));
+    let (cfg, metrics) = config_with_metrics(2);
+    let c = spawn_controller(&s2, cfg);
 
     create_topic_with(
         &admin,
@@ -524,6 +542,12 @@ async fn unclean_election_only_where_the_topic_allows_it(addr: &str) {
     admin.delete(&layout::broker_path(1), None).await.unwrap();
     expect_lei(&admin, "dirty", 0, (2, 1, &[2])).await;
     expect_lei(&admin, "clean", 0, (-1, 1, &[1])).await;
+    until(
+        "one offline partition and one unclean election counted",
+        || metrics.offline_partitions() == 1 && metrics.elections("unclean") == 1,
+    )
+    .await;
+    assert_eq!(metrics.elections("clean"), 0);
     c.stop().await;
 }
 
@@ -532,7 +556,8 @@ async fn controlled_shutdown_moves_leadership_and_isr_membership_away(addr: &str
     let s1 = register(addr, 1).await;
     let _s2 = register(addr, 2).await;
     let s3 = register(addr, 3).await;
-    let c = spawn_controller(&s3, config(3));
+    let (cfg, metrics) = config_with_metrics(3);
+    let c = spawn_controller(&s3, cfg);
     create_topic(
         &admin,
         "t",
@@ -550,6 +575,11 @@ async fn controlled_shutdown_moves_leadership_and_isr_membership_away(addr: &str
     expect_lei(&admin, "t", 2, (3, 0, &[3, 2])).await;
     // Its only replica: it keeps leading.
     assert_eq!(lei(&admin, "t", 3).await, Some((1, 0, vec![1])));
+    // One leader moved (partition 0); the others only lost a follower.
+    until("one controlled-shutdown election counted", || {
+        metrics.elections("controlled_shutdown") == 1
+    })
+    .await;
     c.stop().await;
 }
 
@@ -557,7 +587,7 @@ async fn periodic_preferred_leader_election(addr: &str) {
     let admin = admin(addr).await;
     let s1 = register(addr, 1).await;
     let _s2 = register(addr, 2).await;
-    let mut cfg = config(1);
+    let (mut cfg, metrics) = config_with_metrics(1);
     cfg.rebalance_interval = Duration::from_millis(300);
     let c = spawn_controller(&s1, cfg);
     create_topic(&admin, "t", &[(0, &[1, 2])]).await;
@@ -575,7 +605,13 @@ async fn periodic_preferred_leader_election(addr: &str) {
         .await
         .unwrap();
     expect_lei(&admin, "t", 0, (1, 2, &[1, 2])).await;
+    until("one preferred election counted", || {
+        metrics.elections("preferred") == 1
+    })
+    .await;
+    assert!(metrics.is_active());
     c.stop().await;
+    assert!(!metrics.is_active());
 }
 
 async fn delete_request_removes_the_topic(addr: &str) {
@@ -746,3 +782,78 @@ scenarios!(
     a_new_controller_finishes_what_was_left_half_done,
     a_big_topic_is_created_and_deleted_in_several_transactions,
 );
+
+/// Waits until `c` is connected to the coordinator again.
+async fn reconnected(c: &zk::Client) {
+    let mut states = c.state_watcher();
+    let deadline = Instant::now() + WAIT;
+    while states.peek_state() != zk::SessionState::SyncConnected {
+        assert!(Instant::now() < deadline, "no reconnection within {WAIT:?}");
+        let _ = tokio::time::timeout(Duration::from_millis(100), states.changed()).await;
+    }
+}
+
+/// The coordinator restarts (sessions survive, connections do not). zookeeper-client 0.11.2
+/// does not re-arm persistent watches after a reconnection, so a controller that relied on the
+/// ones it set on election would learn of changes only at its next full re-read (30 s here): it
+/// must set them again. The controller runs on a session of its own (no other watch on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_keeps_reacting_after_a_coordinator_restart() {
+    let mut zk = Coordinator::start();
+    let addr = zk.addr.clone();
+    keeps_reacting_after_a_restart(&addr, || zk.restart()).await;
+}
+
+/// The same with Apache ZooKeeper 3.8 (when installed), which has the same watch semantics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_keeps_reacting_after_an_apache_zookeeper_restart() {
+    let Some(mut zk) = support::ApacheZooKeeper::start() else {
+        eprintln!("SKIPPED: Apache ZooKeeper (Debian libzookeeper-java + java) is not installed");
+        return;
+    };
+    let addr = zk.addr.clone();
+    keeps_reacting_after_a_restart(&addr, || zk.restart()).await;
+}
+
+async fn keeps_reacting_after_a_restart(addr: &str, restart: impl FnOnce()) {
+    let addr = addr.to_string();
+    let admin = admin(&addr).await;
+    let s1 = connect(&addr).await;
+    let s2 = register(&addr, 2).await;
+    let _s3 = register(&addr, 3).await;
+    let (cfg, metrics) = config_with_metrics(1);
+    let c = spawn_controller(&s1, cfg);
+    create_topic(&admin, "t", &[(0, &[2, 3]), (1, &[3, 2])]).await;
+    expect_lei(&admin, "t", 0, (2, 0, &[2, 3])).await;
+    expect_lei(&admin, "t", 1, (3, 0, &[3, 2])).await;
+    assert!(metrics.is_active());
+    assert_eq!(metrics.epoch(), 1);
+
+    restart();
+    for c in [&admin, &s1, &s2] {
+        reconnected(c).await;
+    }
+    // Past the re-read that follows the reconnection: only a watch can tell it what follows.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    drop(s2);
+    let t0 = Instant::now();
+    expect_lei(&admin, "t", 0, (3, 1, &[3])).await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the controller took {took:?} to react to a broker loss after the restart"
+    );
+    expect_lei(&admin, "t", 1, (3, 0, &[3])).await;
+    until("one clean election counted", || {
+        metrics.elections("clean") == 1
+    })
+    .await;
+    assert_eq!(metrics.offline_partitions(), 0);
+
+    // And a topic created after the restart gets its states.
+    create_topic(&admin, "u", &[(0, &[3])]).await;
+    expect_lei(&admin, "u", 0, (3, 0, &[3])).await;
+    c.stop().await;
+    assert!(!metrics.is_active());
+}

@@ -21,8 +21,8 @@ use kafka_protocol::records::{
 use rivulet_broker::broker::Broker;
 use rivulet_broker::config::BrokerConfig;
 use rivulet_broker::group::records::{Key, OffsetValue};
-use rivulet_broker::group::state::CommittedOffset;
-use rivulet_broker::group::OFFSETS_TOPIC;
+use rivulet_broker::group::state::{CommittedOffset, JoinParams};
+use rivulet_broker::group::{GroupCoordinator, OFFSETS_TOPIC};
 use rivulet_broker::metadata::model::PartitionMeta;
 use rivulet_broker::metadata::standalone::LocalMetadataStore;
 use rivulet_broker::metadata::{BrokerMeta, NewTopic};
@@ -39,6 +39,8 @@ async fn broker(dir: &std::path::Path) -> Arc<Broker> {
         dir.to_str().unwrap(),
         "--offsets-topic-num-partitions",
         "1",
+        "--group-initial-rebalance-delay-ms",
+        "1000",
     ])
     .unwrap();
     let me = BrokerMeta {
@@ -152,6 +154,9 @@ fn foreign_commit(p: &Partition, o: i64, epoch: i32) {
 async fn groups_follow_the_leadership_of_their_offsets_partition() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path()).await;
+    // The ticker drives timeouts and reconciles leadership every 100 ms, as in the broker.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    GroupCoordinator::spawn_ticker(b.clone(), stop_rx);
     // Standalone: this broker leads __consumer_offsets and coordinates the group.
     assert_eq!(commit(&b, 5).await, Ok(ResponseError::Unknown(0)));
     assert_eq!(committed(&b).await, Ok(Some(5)));
@@ -177,10 +182,39 @@ async fn groups_follow_the_leadership_of_their_offsets_partition() {
     assert_eq!(committed(&b).await, Ok(Some(9)));
     assert_eq!(commit(&b, 10).await, Ok(ResponseError::Unknown(0)));
 
-    // A new epoch with nobody else writing keeps the loaded groups as they are.
+    // A new epoch with nobody else writing keeps the loaded groups as they are: a JoinGroup
+    // waiting out the initial rebalance delay (state only in memory) completes normally.
+    let joining = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let p = JoinParams {
+                member_id: String::new(),
+                group_instance_id: None,
+                client_id: "c".into(),
+                client_host: "h".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), bytes::Bytes::from_static(b"x"))],
+                require_known_member_id: false,
+            };
+            b.groups.join(&b, "g", p).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !joining.is_finished(),
+        "the join did not wait for the rebalance delay"
+    );
     set_role(&p, ME, 3, &[ME]);
     b.groups.reconcile(&b).await;
     assert_eq!(committed(&b).await, Ok(Some(10)));
+    let joined = tokio::time::timeout(Duration::from_secs(5), joining)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(joined.error, 0, "{joined:?}");
+    assert_eq!(joined.generation, 1);
 
     // With a follower in the ISR the answer waits for it; leadership moving meanwhile fails
     // the commit with NOT_COORDINATOR (the client looks the coordinator up again).
@@ -203,4 +237,5 @@ async fn groups_follow_the_leadership_of_their_offsets_partition() {
     assert_eq!(r, Ok(ResponseError::NotCoordinator));
     b.groups.reconcile(&b).await;
     assert_eq!(committed(&b).await, Err(ResponseError::NotCoordinator));
+    let _ = stop_tx.send(true);
 }

@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch (API 23) against a running broker process: requests encoded the way a
 //! client does (kafka-protocol's client side), every supported version, before and after a
-//! crash restart.
+//! crash restart. Then, in-process, random requests against a log with several leader epochs
+//! and a follower partition, checked against a model of Kafka's rules.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -121,7 +122,8 @@ fn create_topic(port: u16, name: &str, partitions: i32) {
     assert_eq!(resp.topics[0].error_code, 0, "{resp:?}");
 }
 
-fn produce(port: u16, topic: &str, records: usize) -> i64 {
+/// One uncompressed v2 batch of `records` records.
+fn batch(records: usize) -> Vec<u8> {
     let recs: Vec<Record> = (0..records)
         .map(|i| Record {
             transactional: false,
@@ -149,6 +151,11 @@ fn produce(port: u16, topic: &str, records: usize) -> i64 {
         },
     )
     .unwrap();
+    batch.to_vec()
+}
+
+fn produce(port: u16, topic: &str, records: usize) -> i64 {
+    let batch = Bytes::from(batch(records));
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
@@ -156,7 +163,7 @@ fn produce(port: u16, topic: &str, records: usize) -> i64 {
             .with_name(TopicName(StrBytes::from_string(topic.into())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(batch.freeze()))])]);
+                .with_records(Some(batch))])]);
     let resp: ProduceResponse = exchange(port, &req, 9);
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0, "{resp:?}");
@@ -251,4 +258,162 @@ fn answers_from_the_leader_epoch_cache_at_every_version() {
         vec![(0, 0, 14)]
     );
     assert!(dir.path().join("epochs-0/leader-epoch-checkpoint").exists());
+}
+
+mod in_process {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use clap::Parser;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, OffsetForLeaderEpochRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use proptest::prelude::*;
+
+    use rivulet_broker::broker::Broker;
+    use rivulet_broker::config::BrokerConfig;
+    use rivulet_broker::handlers::offset_for_leader_epoch::handle;
+    use rivulet_broker::metadata::model::PartitionMeta;
+    use rivulet_broker::metadata::standalone::LocalMetadataStore;
+    use rivulet_broker::metadata::{BrokerMeta, NewTopic};
+    use rivulet_broker::metrics::Metrics;
+    use rivulet_broker::partition::{Partition, ReplicaManager};
+
+    const FENCED_LEADER_EPOCH: i16 = 74;
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+    fn set_role(p: &Partition, leader: i32, epoch: i32) {
+        let pm = PartitionMeta {
+            index: p.index,
+            leader,
+            leader_epoch: epoch,
+            replicas: vec![0, 7],
+            isr: vec![0],
+            partition_epoch: epoch,
+        };
+        p.apply_meta(&pm, 1, 0);
+    }
+
+    fn append(p: &Partition, records: usize) {
+        let mut b = super::batch(records);
+        let headers = rivulet_storage::validate_batches(&b).unwrap();
+        p.append(&mut b, &headers, 0, 1).unwrap();
+    }
+
+    /// Partition 0 leads with epochs 0 (offsets 0..3), 2 (3..5), 5 (5..9); partition 1 follows
+    /// broker 7 at epoch 1 after leading epoch 0 with no data.
+    fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let cfg =
+            BrokerConfig::try_parse_from(["rivulet-broker", "--data-dir", dir.to_str().unwrap()])
+                .unwrap();
+        let me = BrokerMeta {
+            id: 0,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        };
+        let store = LocalMetadataStore::open(dir, me.clone()).unwrap();
+        let b = Arc::new(Broker::new(
+            cfg,
+            me,
+            Arc::new(store),
+            ReplicaManager::new(dir, 0),
+            Metrics::new(),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(b.metadata.create_topic(NewTopic {
+            name: "t".into(),
+            assignment: vec![vec![0], vec![0]],
+            configs: BTreeMap::new(),
+        }))
+        .unwrap();
+        b.sync_partitions().unwrap();
+        let p0 = b.replicas.get("t", 0).unwrap();
+        append(&p0, 3);
+        set_role(&p0, 0, 2);
+        append(&p0, 2);
+        set_role(&p0, 0, 5);
+        append(&p0, 4);
+        set_role(&b.replicas.get("t", 1).unwrap(), 7, 1);
+        b
+    }
+
+    /// Kafka's answer for partition 0.
+    fn model0(current: i32, epoch: i32) -> (i16, i32, i64) {
+        match current {
+            0..=4 => return (FENCED_LEADER_EPOCH, -1, -1),
+            c if c > 5 => return (super::UNKNOWN_LEADER_EPOCH, -1, -1),
+            _ => {}
+        }
+        match epoch {
+            5 => (0, 5, 9),
+            2..=4 => (0, 2, 5),
+            0 | 1 => (0, 0, 3),
+            _ => (0, -1, -1),
+        }
+    }
+
+    /// Partition 1 follows at epoch 1; only the debugging replica id may ask a non-leader.
+    fn model1(current: i32, epoch: i32, replica: i32) -> (i16, i32, i64) {
+        match current {
+            0 => return (FENCED_LEADER_EPOCH, -1, -1),
+            c if c > 1 => return (super::UNKNOWN_LEADER_EPOCH, -1, -1),
+            _ => {}
+        }
+        if replica != -2 {
+            return (NOT_LEADER_OR_FOLLOWER, -1, -1);
+        }
+        // Its cache holds epoch 0 at 0 (assigned when it led, no data).
+        if epoch == 0 {
+            (0, 0, 0)
+        } else {
+            (0, -1, -1)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_requests_follow_kafkas_rules(
+            version in 2i16..=4,
+            replica in prop_oneof![Just(-2), Just(-1), Just(1)],
+            queries in proptest::collection::vec((0i32..3, -2i32..8, -2i32..8), 1..8),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let b = broker(dir.path());
+            let topics = queries
+                .iter()
+                .map(|&(partition, current, epoch)| {
+                    OffsetForLeaderTopic::default()
+                        .with_topic(TopicName(StrBytes::from_static_str("t")))
+                        .with_partitions(vec![OffsetForLeaderPartition::default()
+                            .with_partition(partition)
+                            .with_current_leader_epoch(current)
+                            .with_leader_epoch(epoch)])
+                })
+                .collect();
+            // Before v3 there is no replica id: the request counts as the debugging one.
+            let replica = if version >= 3 { replica } else { -2 };
+            let req = OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(replica))
+                .with_topics(topics);
+            let resp = handle(&b, version, req);
+            prop_assert_eq!(resp.topics.len(), queries.len());
+            for (t, &(partition, current, epoch)) in resp.topics.iter().zip(&queries) {
+                let p = &t.partitions[0];
+                let got = (p.error_code, p.leader_epoch, p.end_offset);
+                let want = match partition {
+                    0 => model0(current, epoch),
+                    1 => model1(current, epoch, replica),
+                    _ => (super::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+                };
+                prop_assert_eq!(got, want, "partition {} current {} epoch {}", partition, current, epoch);
+            }
+        }
+    }
 }

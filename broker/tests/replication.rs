@@ -11,12 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{FetchRequest, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use rivulet_admin_client::{AdminClient, Connection};
 use support::{free_port, Coordinator};
@@ -24,7 +26,9 @@ use support::{free_port, Coordinator};
 const BROKER: &str = env!("CARGO_BIN_EXE_rivulet-broker");
 const TOPIC: &str = "replicated";
 const LAG_MS: u64 = 1500;
-const SESSION_MS: u64 = 3000;
+// Longer than the lag time, so that a stopped follower leaves the ISR by the leader's shrink
+// rather than by the controller on its session's expiry.
+const SESSION_MS: u64 = 4000;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Broker {
@@ -119,6 +123,15 @@ fn gauge(b: &Broker, name: &str) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// An unlabelled counter from a broker's /metrics.
+fn counter(b: &Broker, name: &str) -> Option<i64> {
+    let (_, body) = http_get(&b.admin, "/metrics")?;
+    let prefix = format!("{name} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 async fn eventually<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -200,6 +213,49 @@ async fn produce(b: &Broker, values: &[String], acks: i16, topic_id: uuid::Uuid)
     (p.error_code, p.base_offset)
 }
 
+/// A consumer's Fetch (v11+, with client.rack) of partition 0 from `offset`: the partition's
+/// answer and the values of the records it carried.
+async fn consumer_fetch(
+    b: &Broker,
+    rack: &str,
+    topic_id: uuid::Uuid,
+    offset: i64,
+) -> (PartitionData, Vec<String>) {
+    let mut c = Connection::connect(&b.addr, TIMEOUT)
+        .await
+        .expect("connect");
+    let version = c.version::<FetchRequest>().expect("Fetch");
+    assert!(version >= 11);
+    let mut topic = FetchTopic::default().with_partitions(vec![FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20)]);
+    topic = if version >= 13 {
+        topic.with_topic_id(topic_id)
+    } else {
+        topic.with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+    };
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_rack_id(StrBytes::from_string(rack.to_string()))
+        .with_topics(vec![topic]);
+    let resp = c.send(req).await.expect("fetch");
+    let pd = resp.responses[0].partitions[0].clone();
+    let mut values = Vec::new();
+    if let Some(mut data) = pd.records.clone() {
+        for set in RecordBatchDecoder::decode_all(&mut data).expect("decode") {
+            for r in set.records {
+                if let Some(v) = r.value {
+                    values.push(String::from_utf8_lossy(&v).into_owned());
+                }
+            }
+        }
+    }
+    (pd, values)
+}
+
 fn values(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag}-{i}")).collect()
 }
@@ -223,8 +279,6 @@ fn on_disk(b: &Broker, needle: &str) -> bool {
 async fn three_brokers_replicate_shrink_expand_and_truncate() {
     let coord = Coordinator::start();
     let root = tempfile::tempdir().expect("tempdir");
-    if let Ok(d) = std::env::var("H4_KEEP") { std::fs::write(d, root.path().to_string_lossy().as_bytes()).unwrap(); std::mem::forget(tempfile::tempdir()); }
-    let root = if std::env::var("H4_KEEP").is_ok() { Box::leak(Box::new(root)) } else { Box::leak(Box::new(root)) };
     let brokers: Vec<Broker> = (0..3)
         .map(|id| Broker::start(id, &coord.addr, root.path()))
         .collect();
@@ -263,8 +317,15 @@ async fn three_brokers_replicate_shrink_expand_and_truncate() {
     .await;
     assert_eq!(isr, vec![0, 1, 2]);
 
-    // acks=all reaches all three logs, and the leader's HW.
-    for i in 0..5 {
+    // acks=all reaches all three logs, and the leader's HW. The leader may apply the new
+    // topic a moment after the metadata shows it: retry the first write as a client would.
+    eventually("the leader accepting writes", TIMEOUT, async || {
+        let r = produce(by_id(leader), &values("all0", 4), -1, topic_id).await;
+        assert!(matches!(r.0, 0 | 3 | 6), "first produce: {r:?}");
+        (r.0 == 0).then(|| assert_eq!(r.1, 0))
+    })
+    .await;
+    for i in 1..5 {
         let r = produce(by_id(leader), &values(&format!("all{i}"), 4), -1, topic_id).await;
         assert_eq!(r, (0, i * 4), "acks=all produce {i}");
     }
@@ -281,6 +342,25 @@ async fn three_brokers_replicate_shrink_expand_and_truncate() {
     })
     .await;
 
+    // KIP-392: a consumer in a follower's rack is sent to that follower, which serves it up
+    // to its high watermark.
+    let follower = (leader + 1) % 3;
+    let rack = ["zone-a", "zone-b", "zone-c"][follower as usize];
+    let (pd, _) = consumer_fetch(by_id(leader), rack, topic_id, 0).await;
+    assert_eq!(pd.error_code, 0);
+    assert_eq!(pd.preferred_read_replica.0, follower);
+    assert!(pd.records.as_ref().is_none_or(|r| r.is_empty()));
+    let (pd, read) = eventually("a read from the follower", TIMEOUT, async || {
+        let (pd, v) = consumer_fetch(by_id(follower), rack, topic_id, 0).await;
+        (pd.error_code == 0 && pd.high_watermark == 20).then_some((pd, v))
+    })
+    .await;
+    assert_eq!(pd.preferred_read_replica.0, -1);
+    assert_eq!(read.first().map(String::as_str), Some("all0-0"));
+    // No client.rack, or the leader's own rack: the leader serves.
+    let (pd, _) = consumer_fetch(by_id(leader), "", topic_id, 0).await;
+    assert_eq!((pd.error_code, pd.preferred_read_replica.0), (0, -1));
+
     // A stopped follower leaves the ISR; acks=all goes on with two in-sync replicas.
     let stopped = (leader + 1) % 3;
     let other = (leader + 2) % 3;
@@ -295,6 +375,7 @@ async fn three_brokers_replicate_shrink_expand_and_truncate() {
     })
     .await;
     assert!(t0.elapsed() >= Duration::from_millis(LAG_MS - 200));
+    assert_eq!(counter(by_id(leader), "rivulet_isr_shrinks_total"), Some(1));
     by_id(stopped).signal(libc::SIGCONT);
     eventually(
         "the resumed follower back in the ISR",
@@ -315,7 +396,9 @@ async fn three_brokers_replicate_shrink_expand_and_truncate() {
     // acks=1 tail alone and stops before anyone fetched it; a follower is elected in its place.
     by_id(stopped).signal(libc::SIGSTOP);
     by_id(other).signal(libc::SIGSTOP);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Longer than their fetch long-poll (200 ms) with room for a loaded machine, shorter than
+    // the lag time, so the ISR stays whole.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let tail = values("unreplicated-tail", 3);
     assert_eq!(produce(by_id(leader), &tail, 1, topic_id).await, (0, 23));
     assert!(on_disk(by_id(leader), "unreplicated-tail-2"));

@@ -717,6 +717,79 @@ async fn session_loss_fences_then_rejoins() {
     eprintln!("fenced {fenced_after:?} after the coordinator froze");
 }
 
+/// The broker itself stalls (the whole process paused: a stop signal, a frozen VM) past its
+/// session timeout, so the coordinator expires the session while the broker hears nothing. The
+/// first thing it sees after the pause must be that it is fenced: it may no longer lead. It then
+/// learns that the session is gone, registers again and unfences.
+#[test]
+fn a_broker_paused_past_its_session_is_fenced_at_once() {
+    let server = Server::rivulet();
+    // One thread runs everything, the client's connection included: blocking it pauses all.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = store(&server.addr, 6).await;
+        let first = s.sessions().borrow().clone().expect("session").session_id();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!s.is_fenced());
+
+        std::thread::sleep(SESSION * 2);
+        assert!(
+            s.is_fenced(),
+            "a broker back from a pause past its session still leads"
+        );
+
+        let resumed = Instant::now();
+        while s.is_fenced() {
+            assert!(
+                resumed.elapsed() < Duration::from_secs(15),
+                "not registered again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let second = s.sessions().borrow().clone().expect("session").session_id();
+        assert_ne!(first, second, "the session expired during the pause");
+        s.close().await;
+    });
+}
+
+/// A per-session task (the controller) that dies while its session lives on is started again
+/// on that session: it must not leave the session holding `/controller` with nobody acting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_session_task_that_panics_is_started_again() {
+    let server = Server::rivulet();
+    let s = store(&server.addr, 4).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let per_session = s.spawn_per_session(stop_rx, move |client, mut stop| {
+        let seen = seen_tx.clone();
+        let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let _ = seen.send((run, client.session_id()));
+            if run == 0 {
+                panic!("deliberate panic of the first run (test)");
+            }
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    });
+    let (first, session) = seen_rx.recv().await.expect("first run");
+    assert_eq!(first, 0);
+    let (second, again) = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv())
+        .await
+        .expect("started again within 5 s")
+        .expect("second run");
+    assert_eq!((second, again), (1, session));
+    let _ = stop_tx.send(true);
+    tokio::time::timeout(Duration::from_secs(5), per_session)
+        .await
+        .expect("per-session runner stops")
+        .unwrap();
+    s.close().await;
+}
+
 fn run_broker(args: &[&str]) -> (Option<i32>, String, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
@@ -833,6 +906,127 @@ fn broker_binary_joins_the_cluster_and_leaves_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// `GET /readyz` on the admin port: the status code, `None` when nothing answers.
+fn readyz(admin: u16) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    write!(s, "GET /readyz HTTP/1.0\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Kafka's start-up order: the broker reads the metadata, recovers its logs and binds its
+/// listener before it registers (the controller may make it leader the moment it does), and
+/// is ready only once registered. Shown with its id still held by another session: meanwhile
+/// the listener is bound, `/readyz` says 503 and the registration is the other session's; once
+/// that session goes, the broker registers and becomes ready.
+#[test]
+fn broker_registers_only_once_it_can_serve() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::rivulet();
+    let dir = tempfile::tempdir().unwrap();
+    let (kafka, admin) = (free_port(), free_port());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (blocker, raw) = rt.block_on(async {
+        let blocker = raw(&server.addr).await;
+        blocker
+            .mkdir(
+                layout::BROKER_IDS,
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        blocker
+            .create(
+                &layout::broker_path(5),
+                b"{}",
+                &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        (blocker, raw(&server.addr).await)
+    });
+    let blocker_session = blocker.session_id().0;
+    let mut child = Command::new(BROKER)
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args(["--broker-id", "5"])
+        .args(["--listen-addr", &format!("127.0.0.1:{kafka}")])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--coordinator", &server.addr])
+        .args(["--coordinator-session-timeout-ms", "4000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let drain = |log: &mut String| {
+        while let Ok(line) = rx.try_recv() {
+            log.push_str(&line);
+            log.push('\n');
+        }
+    };
+
+    // The listener is bound while the broker waits for its id.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", kafka)).is_err() {
+        drain(&mut log);
+        assert!(Instant::now() < deadline, "listener not bound: {log}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("broker exited with {status}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(readyz(admin), Some(503), "ready before registering");
+    rt.block_on(async {
+        let stat = raw.check_stat(&layout::broker_path(5)).await.unwrap();
+        assert_eq!(stat.map(|s| s.ephemeral_owner), Some(blocker_session));
+    });
+    drain(&mut log);
+    assert!(log.contains("logs recovered"), "{log}");
+    assert!(!log.contains("registered with the coordinator"), "{log}");
+
+    // The other session goes: the broker registers and becomes ready.
+    drop(blocker);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(admin) != Some(200) {
+        drain(&mut log);
+        assert!(Instant::now() < deadline, "not ready: {log}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("broker exited with {status}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(async {
+        let stat = raw.check_stat(&layout::broker_path(5)).await.unwrap();
+        let owner = stat.expect("registered").ephemeral_owner;
+        assert_ne!(owner, blocker_session);
+    });
+    drain(&mut log);
+    let recovered = log.find("logs recovered").expect("recovery logged");
+    let registered = log
+        .find("registered with the coordinator")
+        .expect("registration logged");
+    assert!(recovered < registered, "{log}");
+
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "broker did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// With the real controller running on each broker's session: topic creation returns once
 /// leaders are elected and every broker sees the topic within a second; controlled shutdown
 /// moves leadership away; deletion completes everywhere.
@@ -942,4 +1136,117 @@ async fn coordinator_restart_keeps_the_view_current() {
         broker_ids(v) == vec![1]
     })
     .await;
+}
+
+/// Every session expires at once (the coordinator froze past the session timeout): each broker
+/// registers again on a new session, a controller is elected again under a higher epoch on one
+/// of them, and it acts — a topic gets its leaders, and a broker's loss moves leadership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_elected_again_after_every_session_expired() {
+    use clap::Parser;
+    use rivulet_broker::cluster::controller::{self, ControllerConfig};
+    use rivulet_broker::config::BrokerConfig;
+
+    let server = Server::rivulet();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stores = Vec::new();
+    let mut metrics = Vec::new();
+    for id in 1..=2 {
+        let s = Arc::new(store(&server.addr, id).await);
+        let mut cfg = ControllerConfig::from_broker(&BrokerConfig::parse_from([
+            "rivulet-broker",
+            "--broker-id",
+            &id.to_string(),
+        ]));
+        metrics.push(cfg.metrics.clone());
+        cfg.retry_backoff = Duration::from_millis(100);
+        s.spawn_per_session(stop_rx.clone(), move |client, stop| {
+            controller::run(client, cfg.clone(), stop)
+        });
+        stores.push(s);
+    }
+    let v = view_until(&stores[0], Duration::from_secs(5), "a controller", |v| {
+        v.controller_id != -1 && v.brokers.len() == 2
+    })
+    .await;
+    let first_controller = v.controller_id;
+    let look = raw(&server.addr).await;
+    let epoch = |data: Vec<u8>| -> i32 { String::from_utf8(data).unwrap().trim().parse().unwrap() };
+    let (e1, _) = look.get_data(layout::CONTROLLER_EPOCH).await.unwrap();
+    let e1 = epoch(e1);
+    drop(look);
+
+    server.signal(libc::SIGSTOP);
+    tokio::time::sleep(SESSION * 2).await;
+    server.signal(libc::SIGCONT);
+
+    // Both registered again (new sessions), and a controller under a newer epoch.
+    for s in &stores {
+        let resumed = Instant::now();
+        while s.is_fenced() {
+            assert!(
+                resumed.elapsed() < Duration::from_secs(15),
+                "not registered again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let raw = raw(&server.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let e2 = loop {
+        if let Ok((data, _)) = raw.get_data(layout::CONTROLLER_EPOCH).await {
+            let e = epoch(data);
+            if e > e1 && raw.check_stat(layout::CONTROLLER).await.unwrap().is_some() {
+                break e;
+            }
+        }
+        assert!(Instant::now() < deadline, "no controller elected again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v = view_until(
+        &stores[0],
+        Duration::from_secs(5),
+        "the new controller",
+        |v| v.controller_id != -1 && v.brokers.len() == 2,
+    )
+    .await;
+    let controller = v.controller_id;
+    // The metric follows the election by a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let active: Vec<bool> = metrics.iter().map(|m| m.is_active()).collect();
+        let elected = metrics[(controller - 1) as usize].epoch() == e2 as i64;
+        if active.iter().filter(|a| **a).count() == 1 && elected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "controller metrics: active {active:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // It acts: topic creation returns with leaders...
+    let meta = stores[0]
+        .create_topic(NewTopic {
+            name: "after".into(),
+            assignment: vec![vec![1, 2], vec![2, 1]],
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create_topic after the expiry");
+    assert_eq!(meta.partitions[0].leader, 1);
+    assert_eq!(meta.partitions[1].leader, 2);
+    // ...and the other broker's loss moves its leadership.
+    let other = if controller == 1 { 2 } else { 1 };
+    let survivor = stores[(controller - 1) as usize].clone();
+    stores[(other - 1) as usize].close().await;
+    view_until(&survivor, Duration::from_secs(5), "leadership moved", |v| {
+        v.topic("after")
+            .is_some_and(|t| t.partitions.iter().all(|p| p.leader == controller))
+    })
+    .await;
+    eprintln!("controller {first_controller} (epoch {e1}) → {controller} (epoch {e2})");
+    let _ = stop_tx.send(true);
+    survivor.close().await;
 }

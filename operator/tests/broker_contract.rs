@@ -268,7 +268,6 @@ async fn broker_serves_with_the_rendered_pod_spec_standalone() {
 /// zone's StatefulSet). They form one cluster with the rendered ids and racks, and librdkafka
 /// produces (acks=all, RF=3) and consumes through the rendered bootstrap address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rivulet-broker has no cluster mode yet: with --coordinator it exits 'not available in this build yet'"]
 async fn brokers_form_a_cluster_with_the_rendered_pod_specs() {
     let Some((broker_bin, coord_bin)) = binaries() else {
         return;

@@ -727,18 +727,20 @@ impl PartitionLog {
     fn load_epochs(&mut self) -> Result<(), LogError> {
         let leo = self.log_end_offset();
         let mut loaded = LeaderEpochCache::load(&self.dir)?;
-        if let Some(cache) = loaded.as_mut() {
-            // Entries past the log end: their data was lost in a crash or cut by recovery. An
-            // entry at exactly the log end is an epoch that has no data yet: kept.
-            let n = cache.entries().partition_point(|e| e.start_offset <= leo);
-            let mut kept = cache.entries().to_vec();
-            kept.truncate(n);
-            cache.restore(kept);
-        }
+        // Entries past the log end: their data was lost in a crash or cut by recovery. An entry
+        // at exactly the log end is an epoch that has no data yet: kept.
+        let trimmed = loaded
+            .as_mut()
+            .is_some_and(|c| c.truncate_from_end_in_memory(leo.saturating_add(1)));
         // The checkpoint is written before the data, so the entry covering the last batch
         // always has that batch's epoch; if not, the file is stale (restored, copied by hand)
         // and the batches are the truth.
-        if let (Some(cache), Some(last)) = (&loaded, self.last_batch_header()?) {
+        // A corrupt trusted segment is not this check's to report (reads will); skip it then.
+        let last = self.last_batch_header().unwrap_or_else(|e| {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read the last batch to check the leader-epoch checkpoint");
+            None
+        });
+        if let (Some(cache), Some(last)) = (&loaded, last) {
             let at = last.base_offset.max(self.log_start_offset);
             let n = cache.entries().partition_point(|e| e.start_offset <= at);
             let covering = n.checked_sub(1).map(|i| cache.entries()[i].epoch);
@@ -750,13 +752,19 @@ impl PartitionLog {
         match loaded {
             Some(cache) => {
                 self.epochs = cache;
-                self.epochs.flush()?;
+                if trimmed {
+                    self.epochs.flush()?;
+                }
             }
             None => {
                 let mut cache = LeaderEpochCache::empty(&self.dir);
-                self.scan_headers(self.log_start_offset, &mut |h| {
+                let scanned = self.scan_headers(self.log_start_offset, &mut |h| {
                     cache.assign_in_memory(h.partition_leader_epoch, h.base_offset);
-                })?;
+                });
+                if let Err(e) = scanned {
+                    // Keep what was read; the log stays usable and reads report the damage.
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "leader-epoch cache rebuilt from part of the log");
+                }
                 cache.flush()?;
                 tracing::info!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader-epoch cache from the log");
                 self.epochs = cache;

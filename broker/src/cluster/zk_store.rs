@@ -1,10 +1,13 @@
 //! [`MetadataStore`] on the coordinator (ZooKeeper protocol), Kafka ZooKeeper-mode style.
 //!
-//! At start-up the broker connects, creates the persistent parents (and the chroot), creates or
-//! reads `/cluster/id`, registers itself as the ephemeral `/brokers/ids/<id>`, sets one persistent
-//! recursive watch on the root and reads the whole tree into a [`Tree`]. A background task then
-//! re-reads whatever a watch event names (everything after a reconnect, since events during a
-//! disconnection can be lost) and publishes a new [`ClusterView`] after every change.
+//! At start-up the broker connects ([`ZkMetadataStore::open`]), creates the persistent parents
+//! (and the chroot), creates or reads `/cluster/id`, sets one persistent recursive watch on the
+//! root and reads the whole tree into a [`Tree`]. Only once it has recovered its logs and bound
+//! its listener does it register as the ephemeral `/brokers/ids/<id>`
+//! ([`ZkMetadataStore::register`]), as Kafka does: the controller may make a registered broker
+//! leader at once, so it must be able to serve by then. A background task re-reads whatever a
+//! watch event names (everything after a reconnect, since events during a disconnection can be
+//! lost) and publishes a new [`ClusterView`] after every change.
 //!
 //! Sessions: when the session expires the task opens a new one and registers again, as Kafka
 //! does; [`ZkMetadataStore::sessions`] hands each registered session's client to the controller,
@@ -12,7 +15,10 @@
 //! the broker is not registered, and once it has been cut off for 4/5 of the session timeout
 //! (the client notices a silent connection after 2/5 of it; fencing follows 2/5 later): by the
 //! time the coordinator expires the session and the controller moves leadership, this broker
-//! has already stopped leading.
+//! has already stopped leading. After such a cut it stays fenced until it has read the tree
+//! again (its view may be stale). A broker whose whole process stalled for half the session
+//! timeout (a stop signal, a frozen VM) is fenced the moment it runs again, since its session
+//! may have expired unheard, and stays so until the coordinator has answered a full re-read.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -101,12 +107,22 @@ impl ZkSettings {
 struct Inner {
     me: BrokerMeta,
     settings: ZkSettings,
-    /// The current registered session; `None` between sessions.
+    /// The current session (registered or not yet); `None` between sessions.
     client: RwLock<Option<zk::Client>>,
+    /// The current session once registered.
     sessions: watch::Sender<Option<zk::Client>>,
     registered: AtomicBool,
+    /// [`ZkMetadataStore::register`] has succeeded once: every later session registers too.
+    joined: AtomicBool,
+    /// Held while the session is replaced, and while `register` registers: the two never
+    /// interleave.
+    session_change: tokio::sync::Mutex<()>,
     disconnected_since: Mutex<Option<Instant>>,
     fence_after: Mutex<Duration>,
+    /// Last tick of the stall watch ([`watch_for_stalls`]).
+    last_beat: Mutex<Instant>,
+    /// Fired by the stall watch: the tree must be read again before the broker is trusted.
+    stalled: tokio::sync::Notify,
     tree: RwLock<Arc<Tree>>,
     view: RwLock<Arc<ClusterView>>,
     changes: watch::Sender<u64>,
@@ -149,6 +165,7 @@ impl Inner {
         self.changes.send_replace(version);
     }
 
+    /// Makes `client` the current session (not registered yet: see `mark_registered`).
     fn install(&self, client: zk::Client) {
         // The coordinator expires the session `session` after it last heard from us; we notice a
         // silent connection `connection_timeout` after our last reply at the latest. Fencing
@@ -159,7 +176,12 @@ impl Inner {
             .saturating_sub(self.settings.connection_timeout())
             .saturating_sub(session / 5);
         *lock(&self.disconnected_since) = None;
-        write(&self.client, Some(client.clone()));
+        write(&self.client, Some(client));
+    }
+
+    /// `client`'s session holds our registration: we are a live broker (unfenced), and the
+    /// per-session tasks (the controller) start on it.
+    fn mark_registered(&self, client: zk::Client) {
         self.registered.store(true, Ordering::Release);
         self.sessions.send_replace(Some(client));
     }
@@ -206,10 +228,11 @@ impl Inner {
         }
     }
 
-    /// A new session: connect, set up the tree, register, watch, read everything.
+    /// A new session: connect, set up the tree, register (with `mode`, when given), watch, read
+    /// everything.
     async fn establish(
         &self,
-        mode: Registration,
+        mode: Option<Registration>,
     ) -> Result<(zk::Client, zk::PersistentWatcher, Tree), MetadataError> {
         let addr = &self.settings.addr;
         let client = zk::Client::connector()
@@ -244,7 +267,9 @@ impl Inner {
         };
         // The first broker's id wins; everyone else reads it back with the tree below.
         create_if_missing(&client, layout::CLUSTER_ID, &layout::encode(&cluster_id)).await?;
-        self.register(&client, mode).await?;
+        if let Some(mode) = mode {
+            self.register(&client, mode).await?;
+        }
         let watcher = client
             .watch("/", zk::AddWatchMode::PersistentRecursive)
             .await
@@ -318,9 +343,17 @@ pub struct ZkMetadataStore {
 }
 
 impl ZkMetadataStore {
-    /// Connects, registers this broker and builds the first view. Fails when the coordinator
-    /// cannot be reached within about the session timeout or the broker id is taken.
+    /// [`open`](Self::open), then [`register`](Self::register).
     pub async fn connect(settings: ZkSettings, me: BrokerMeta) -> Result<Self, MetadataError> {
+        let store = Self::open(settings, me).await?;
+        store.register().await?;
+        Ok(store)
+    }
+
+    /// Connects and builds the first view, without registering: the broker is not part of the
+    /// cluster yet (and [`is_fenced`](MetadataStore::is_fenced)). Fails when the coordinator
+    /// cannot be reached within about the session timeout.
+    pub async fn open(settings: ZkSettings, me: BrokerMeta) -> Result<Self, MetadataError> {
         let (changes, _) = watch::channel(0);
         let (sessions, _) = watch::channel(None);
         let inner = Arc::new(Inner {
@@ -329,8 +362,12 @@ impl ZkMetadataStore {
             client: RwLock::new(None),
             sessions,
             registered: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
+            session_change: tokio::sync::Mutex::new(()),
             disconnected_since: Mutex::new(None),
             fence_after: Mutex::new(Duration::ZERO),
+            last_beat: Mutex::new(Instant::now()),
+            stalled: tokio::sync::Notify::new(),
             tree: RwLock::new(Arc::new(Tree::default())),
             view: RwLock::new(Arc::new(ClusterView {
                 controller_id: -1,
@@ -338,7 +375,7 @@ impl ZkMetadataStore {
             })),
             changes,
         });
-        let (client, watcher, tree) = inner.establish(Registration::Start).await?;
+        let (client, watcher, tree) = inner.establish(None).await?;
         inner.publish(&tree);
         inner.install(client.clone());
         tracing::info!(
@@ -346,9 +383,11 @@ impl ZkMetadataStore {
             session = %client.session_id(),
             session_timeout_ms = client.session_timeout().as_millis() as u64,
             cluster_id = %tree.cluster_id,
-            "registered with the coordinator"
+            brokers = ?tree.brokers.keys().collect::<Vec<_>>(),
+            "connected to the coordinator; cluster metadata read"
         );
         let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(watch_for_stalls(inner.clone(), stop_rx.clone()));
         let task = tokio::spawn(run(inner.clone(), client, watcher, tree, stop_rx));
         Ok(Self {
             inner,
@@ -357,13 +396,64 @@ impl ZkMetadataStore {
         })
     }
 
+    /// Registers this broker (`/brokers/ids/<id>`, ephemeral, with the current session) and
+    /// returns once its own view shows it. If the id is held by another session, waits about
+    /// one and a half session timeouts (a crashed predecessor's session expiring), then fails
+    /// with "already registered". Every later session registers again on its own.
+    pub async fn register(&self) -> Result<(), MetadataError> {
+        let inner = &self.inner;
+        let id = inner.me.id;
+        // A session replaced meanwhile (expired) is retried on the next one, for a while.
+        let deadline = Instant::now() + inner.settings.session_timeout * 3;
+        let session = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let guard = tokio::time::timeout(left, inner.session_change.lock())
+                .await
+                .map_err(|_| {
+                    MetadataError::Unavailable(format!(
+                        "cannot reach the coordinator at {} (--coordinator) to register",
+                        inner.settings.addr.hosts
+                    ))
+                })?;
+            let client = inner.client()?;
+            match inner.register(&client, Registration::Start).await {
+                Ok(()) => {
+                    inner.joined.store(true, Ordering::Release);
+                    inner.mark_registered(client.clone());
+                    drop(guard);
+                    break client.session_id();
+                }
+                Err(MetadataError::Unavailable(msg))
+                    if client.state().is_terminated() && Instant::now() < deadline =>
+                {
+                    drop(guard);
+                    tracing::warn!(error = %msg, "session ended while registering; retrying on the next one");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !inner
+            .wait_tree(VIEW_CATCH_UP, |t| t.brokers.contains_key(&id))
+            .await
+        {
+            tracing::warn!(
+                broker_id = id,
+                "registered, but the registration is not in this broker's view yet"
+            );
+        }
+        tracing::info!(broker_id = id, %session, "registered with the coordinator");
+        Ok(())
+    }
+
     /// The client of each registered session (`None` between sessions).
     pub fn sessions(&self) -> watch::Receiver<Option<zk::Client>> {
         self.inner.sessions.subscribe()
     }
 
     /// Runs `task(client, stop)` for every registered session, stopping it (its `stop` fires)
-    /// when that session ends or `stop` fires. The controller runs this way.
+    /// when that session ends or `stop` fires; a task that ends on its own (or panics) while
+    /// its session is current is started again after a second. The controller runs this way.
     pub fn spawn_per_session<F, Fut>(
         &self,
         mut stop: watch::Receiver<bool>,
@@ -376,16 +466,38 @@ impl ZkMetadataStore {
         let mut sessions = self.sessions();
         tokio::spawn(async move {
             loop {
-                let current = sessions.borrow_and_update().clone();
-                let running = current.map(|client| {
-                    let (tx, rx) = watch::channel(false);
-                    (tx, tokio::spawn(task(client, rx)))
-                });
-                let finished = tokio::select! {
-                    r = sessions.changed() => r.is_err(),
-                    _ = stop.wait_for(|s| *s) => true,
+                let Some(client) = sessions.borrow_and_update().clone() else {
+                    tokio::select! {
+                        r = sessions.changed() => if r.is_err() { return },
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    continue;
                 };
-                if let Some((tx, handle)) = running {
+                let (tx, rx) = watch::channel(false);
+                let mut handle = tokio::spawn(task(client, rx));
+                let (finished, ended) = tokio::select! {
+                    r = sessions.changed() => (r.is_err(), false),
+                    _ = stop.wait_for(|s| *s) => (true, false),
+                    r = &mut handle => {
+                        // A task that dies while its session lives on must not leave it
+                        // without one: a controller that panicked would otherwise keep
+                        // `/controller` (an ephemeral of this session) with nobody acting.
+                        match r {
+                            Err(e) if e.is_panic() => tracing::error!(
+                                "a per-session task (the controller) panicked; starting it again"
+                            ),
+                            _ => tracing::debug!("a per-session task ended; starting it again"),
+                        }
+                        (false, true)
+                    }
+                };
+                if ended {
+                    // Usually the session has just ended and is about to be replaced.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                } else {
                     let _ = tx.send(true);
                     let _ = handle.await;
                 }
@@ -460,7 +572,9 @@ fn on_event(
             Flow::Continue
         }
         zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-            if lock(&inner.disconnected_since).take().is_some() {
+            // Still counted as disconnected (and fenced, if it lasted) until the tree has been
+            // read again: the view may be stale (`serve` clears it).
+            if lock(&inner.disconnected_since).is_some() {
                 tracing::info!("reconnected to the coordinator");
             }
             // Events during the disconnection may be lost (ZOOKEEPER-4698), and the watch itself
@@ -485,6 +599,8 @@ async fn serve(
 ) -> bool {
     let mut retry_full = false;
     let mut rewatch = false;
+    // A reconnection whose re-read (and watch) has not succeeded yet.
+    let mut stale = false;
     let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
     loop {
         let mut keys = Vec::new();
@@ -500,6 +616,7 @@ async fn serve(
             _ = stop.wait_for(|s| *s) => return false,
             _ = tokio::time::sleep(Duration::from_millis(500)), if retry_full || rewatch => {}
             _ = resync.tick() => resync_due = true,
+            _ = inner.stalled.notified() => stale = true,
         }
         // Batch what arrives together: one publish for a burst (e.g. a topic's states), but
         // never hold a view back longer than BATCH_MAX under a steady stream of events.
@@ -536,11 +653,16 @@ async fn serve(
             }
         }
         let before = tree.clone();
-        let do_full = reconnected || retry_full || resync_due;
+        stale |= reconnected;
+        let do_full = stale || retry_full || resync_due;
         retry_full = false;
+        let mut fresh = false;
         if do_full {
             match Tree::read_all(client).await {
-                Ok(t) => *tree = t,
+                Ok(t) => {
+                    *tree = t;
+                    fresh = stale && !rewatch;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "re-reading cluster metadata failed; will retry");
                     retry_full = true;
@@ -558,6 +680,58 @@ async fn serve(
         if *tree != before {
             inner.publish(tree);
         }
+        if fresh {
+            // Re-read and followed again: a leader may trust its view from here on.
+            stale = false;
+            *lock(&inner.disconnected_since) = None;
+        }
+    }
+}
+
+/// A pause of the whole process (a stop signal, a frozen VM, swapping) this long counts as a
+/// possible session loss: half the session timeout, the negotiated one when it is shorter.
+fn stall_limit(inner: &Inner) -> Duration {
+    // Read in place: `is_fenced` runs on every produce.
+    let negotiated = match inner.client.read() {
+        Ok(c) => c.as_ref().map(|c| c.session_timeout()),
+        Err(poisoned) => poisoned.get_ref().as_ref().map(|c| c.session_timeout()),
+    };
+    let session = match negotiated {
+        Some(n) => n.min(inner.settings.session_timeout),
+        None => inner.settings.session_timeout,
+    };
+    session / 2
+}
+
+/// Notices that the process was stalled: nothing ran, not even the client's pings, so the
+/// coordinator may have expired the session and elected other leaders while this broker still
+/// believes it leads. Such a broker is fenced at once (`is_fenced` compares the last tick with
+/// the clock) and stays fenced as if it had been disconnected since the stall began, until the
+/// tree has been read again (proof that the session lives, and a fresh view) or the session
+/// turns out to be gone.
+async fn watch_for_stalls(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval((stall_limit(&inner) / 5).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = Instant::now();
+        let last = std::mem::replace(&mut *lock(&inner.last_beat), now);
+        let gap = now.saturating_duration_since(last);
+        if gap >= stall_limit(&inner) {
+            tracing::warn!(
+                stalled_ms = gap.as_millis() as u64,
+                "this broker was stalled for half the session timeout or more: fenced until \
+                 the coordinator confirms the session"
+            );
+            {
+                let mut since = lock(&inner.disconnected_since);
+                *since = Some(since.map_or(last, |s| s.min(last)));
+            }
+            inner.stalled.notify_one();
+        }
     }
 }
 
@@ -572,6 +746,7 @@ async fn run(
         if !serve(&inner, &client, &mut watcher, &mut tree, &mut stop).await {
             break;
         }
+        let _replacing = inner.session_change.lock().await;
         inner.lose_session();
         drop(client);
         tracing::warn!(broker_id = inner.me.id, "opening a new coordinator session");
@@ -579,17 +754,27 @@ async fn run(
             if *stop.borrow() {
                 return;
             }
+            // Not registered yet (start-up): the new session is not either.
+            let joined = inner.joined.load(Ordering::Acquire);
+            let mode = joined.then_some(Registration::Rejoin);
             // Cancellable: a dropped attempt drops its client, closing that session.
             let attempt = tokio::select! {
-                r = inner.establish(Registration::Rejoin) => r,
+                r = inner.establish(mode) => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
             match attempt {
                 Ok((c, w, t)) => {
-                    tracing::info!(session = %c.session_id(), "registered again with the coordinator");
+                    if joined {
+                        tracing::info!(session = %c.session_id(), "registered again with the coordinator");
+                    } else {
+                        tracing::info!(session = %c.session_id(), "new coordinator session (not registered yet)");
+                    }
                     (client, watcher, tree) = (c, w, t);
                     inner.publish(&tree);
                     inner.install(client.clone());
+                    if joined {
+                        inner.mark_registered(client.clone());
+                    }
                     break;
                 }
                 Err(e) => {
@@ -1014,6 +1199,11 @@ impl MetadataStore for ZkMetadataStore {
 
     fn is_fenced(&self) -> bool {
         if !self.inner.registered.load(Ordering::Acquire) {
+            return true;
+        }
+        // Just back from a stall (the stall watch has not run yet): the coordinator may have
+        // expired the session meanwhile without this broker hearing of it.
+        if lock(&self.inner.last_beat).elapsed() >= stall_limit(&self.inner) {
             return true;
         }
         let fence_after = *lock(&self.inner.fence_after);

@@ -226,8 +226,8 @@ impl GroupCoordinator {
 
     /// Loads the `__consumer_offsets` partitions this broker now leads and drops the ones it no
     /// longer leads (run by the ticker, after creating the topic, and at start). A new leader
-    /// epoch on a partition still led here keeps the groups when nobody else wrote to it
-    /// meanwhile (the log end is where this coordinator left it); otherwise they are reloaded.
+    /// epoch on a partition still led here keeps the groups when the log is as this coordinator
+    /// left it (see [`untouched_since`]); otherwise they are reloaded.
     pub async fn reconcile(&self, b: &Broker) {
         let led: HashMap<i32, (Arc<Partition>, i32)> = (0..self.offsets_partitions)
             .filter_map(|i| b.replicas.get(OFFSETS_TOPIC, i))
@@ -245,8 +245,8 @@ impl GroupCoordinator {
                 match (led.get(&p), o) {
                     (None, _) => Self::unload(&mut inner, p, self.offsets_partitions),
                     (Some((_, epoch)), o) if o.epoch() == *epoch => {}
-                    (Some((part, epoch)), Owned::Loaded { end, .. })
-                        if part.log_end_offset() == end =>
+                    (Some((part, epoch)), Owned::Loaded { epoch: old, end })
+                        if untouched_since(part, old, end) =>
                     {
                         inner.owned.insert(p, Owned::Loaded { epoch: *epoch, end });
                     }
@@ -1031,6 +1031,14 @@ impl GroupCoordinator {
             }
         });
     }
+}
+
+/// Whether a partition's log is still what this coordinator left at `end` in leader epoch
+/// `epoch`: nothing appended or cut since, and no other leader's data after it (its epoch-`epoch`
+/// data still ends at `end` in the leader-epoch cache). A leadership round trip the ticker did
+/// not see (another leader wrote, or this broker's tail was truncated) fails this check.
+fn untouched_since(part: &Partition, epoch: i32, end: i64) -> bool {
+    part.log_end_offset() == end && part.end_offset_for_epoch(epoch) == Some((epoch, end))
 }
 
 /// Every (key, value) of a `__consumer_offsets` partition, from its log start to its log end,

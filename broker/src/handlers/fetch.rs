@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use rivulet_storage::LogError;
 
 use super::{check_leader_epoch, topic_name};
 use crate::broker::Broker;
+use crate::metadata::ClusterView;
+use crate::partition::{Partition, Role};
 
 /// Kafka's READ_COMMITTED isolation level.
 const READ_COMMITTED: i8 = 1;
@@ -19,8 +21,26 @@ const READ_COMMITTED: i8 = 1;
 struct Pass {
     topics: Vec<FetchableTopicResponse>,
     bytes: usize,
-    /// A partition answered with an error: Kafka returns at once rather than waiting.
+    /// A partition answered with an error or a preferred read replica: Kafka returns at once
+    /// rather than waiting.
     errors: bool,
+}
+
+/// KIP-392 (Kafka's RackAwareReplicaSelector): an in-sync follower in the consumer's rack that
+/// holds `offset`, when the leader is in another rack.
+fn preferred_read_replica(
+    b: &Broker,
+    view: &ClusterView,
+    part: &Partition,
+    client_rack: &str,
+    offset: i64,
+) -> Option<i32> {
+    if b.me.rack.as_deref() == Some(client_rack) {
+        return None;
+    }
+    part.in_sync_followers_holding(offset)
+        .into_iter()
+        .find(|id| view.broker(*id).and_then(|m| m.rack.as_deref()) == Some(client_rack))
 }
 
 /// The fetching replica's id, or -1 for a consumer (v15+ carry it in `replica_state`).
@@ -37,6 +57,7 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
     let replica = replica_id(version, req);
     let now_ms = crate::now_ms();
     let fenced = b.metadata.is_fenced();
+    let mut redirected = false;
     let mut remaining = if version >= 3 {
         req.max_bytes.max(0) as usize
     } else {
@@ -72,14 +93,35 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
                 parts.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
+            let leader = part.is_leader();
+            // KIP-392: from v11 a consumer may read from a follower, up to its high watermark.
+            let follower_read = !leader
+                && replica < 0
+                && version >= 11
+                && matches!(part.role(), Role::Follower { leader, .. } if leader >= 0);
             // A fenced leader (cut off from the coordinator) may have been replaced already.
-            if fenced || !part.is_leader() {
+            if fenced || !(leader || follower_read) {
                 parts.push(pd.with_error_code(ResponseError::NotLeaderOrFollower.code()));
                 continue;
             }
             if let Some(err) = check_leader_epoch(fp.current_leader_epoch, part.leader_epoch()) {
                 parts.push(pd.with_error_code(err.code()));
                 continue;
+            }
+            if leader && replica < 0 && version >= 11 && !req.rack_id.is_empty() {
+                if let Some(id) =
+                    preferred_read_replica(b, &view, &part, &req.rack_id, fp.fetch_offset)
+                {
+                    let hw = part.high_watermark();
+                    redirected = true;
+                    parts.push(
+                        pd.with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(part.log_start_offset())
+                            .with_preferred_read_replica(BrokerId(id)),
+                    );
+                    continue;
+                }
             }
             // A follower reads up to the log end and its fetch offset is its log end: record it
             // (it may move the high watermark and earn the follower its ISR place).
@@ -137,10 +179,11 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
                 .with_partitions(parts),
         );
     }
-    let errors = topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .any(|p| p.error_code != 0);
+    let errors = redirected
+        || topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .any(|p| p.error_code != 0);
     Pass {
         topics,
         bytes: total,

@@ -17,6 +17,8 @@ const LATEST_TIERED: i64 = -5;
 
 pub fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let view = b.metadata.view();
+    // A replica (id >= 0) asks for the log end; consumers see committed data only.
+    let replica = req.replica_id.0 >= 0;
     let topics = req
         .topics
         .into_iter()
@@ -44,10 +46,14 @@ pub fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsR
                     if let Some(err) = check_leader_epoch(lp.current_leader_epoch, epoch) {
                         return r.with_error_code(err.code());
                     }
+                    if !replica && part.leader_hw_pending() {
+                        return r.with_error_code(ResponseError::OffsetNotAvailable.code());
+                    }
                     // The field exists from v4; earlier versions refuse a non-default value.
                     let r = if version >= 4 { r.with_leader_epoch(epoch) } else { r };
                     match lp.timestamp {
                         // No transactions, so the last stable offset is the high watermark.
+                        LATEST if replica => r.with_offset(part.log_end_offset()),
                         LATEST => r.with_offset(part.high_watermark()),
                         EARLIEST | EARLIEST_LOCAL => r.with_offset(part.log_start_offset()),
                         LATEST_TIERED => r.with_offset(-1),

@@ -11,8 +11,23 @@ use super::{s, topic_name, topics, AUTHORIZED_OPS_OMITTED};
 use crate::broker::Broker;
 use crate::metadata::TopicMeta;
 
-/// `live` = the registered brokers: replicas on any other broker are reported offline (v5+).
-fn topic_entry(t: &TopicMeta, live: &[i32]) -> MetadataResponseTopic {
+/// What the topic entries need besides the topic: the registered brokers (replicas on any other
+/// broker are reported offline, v5+) and, while this broker is fenced (cut off from the
+/// coordinator), its own id: its leadership may already have moved, so it must not send clients
+/// back to itself — they would loop on NOT_LEADER_OR_FOLLOWER without ever asking another broker.
+struct Ctx {
+    live: Vec<i32>,
+    fenced_self: Option<i32>,
+}
+
+fn ctx(b: &Broker, view: &crate::metadata::ClusterView) -> Ctx {
+    Ctx {
+        live: view.brokers.iter().map(|b| b.id).collect(),
+        fenced_self: b.metadata.is_fenced().then_some(b.me.id),
+    }
+}
+
+fn topic_entry(t: &TopicMeta, c: &Ctx) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&t.name)))
         .with_topic_id(t.id)
@@ -22,20 +37,25 @@ fn topic_entry(t: &TopicMeta, live: &[i32]) -> MetadataResponseTopic {
             t.partitions
                 .iter()
                 .map(|p| {
+                    let leader = if Some(p.leader) == c.fenced_self {
+                        -1
+                    } else {
+                        p.leader
+                    };
                     MetadataResponsePartition::default()
                         .with_partition_index(p.index)
-                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(p.leader_epoch)
                         .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                         .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
                         .with_offline_replicas(
                             p.replicas
                                 .iter()
-                                .filter(|r| !live.contains(r))
+                                .filter(|r| !c.live.contains(r))
                                 .map(|r| BrokerId(*r))
                                 .collect(),
                         )
-                        .with_error_code(if p.leader < 0 {
+                        .with_error_code(if leader < 0 {
                             ResponseError::LeaderNotAvailable.code()
                         } else {
                             0
@@ -43,10 +63,6 @@ fn topic_entry(t: &TopicMeta, live: &[i32]) -> MetadataResponseTopic {
                 })
                 .collect(),
         )
-}
-
-fn live_ids(view: &crate::metadata::ClusterView) -> Vec<i32> {
-    view.brokers.iter().map(|b| b.id).collect()
 }
 
 fn error_entry(name: Option<&str>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {
@@ -75,8 +91,8 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
     match wanted {
         None => {
             let view = b.metadata.view();
-            let live = live_ids(&view);
-            topics_out.extend(view.topics.values().map(|t| topic_entry(t, &live)));
+            let c = ctx(b, &view);
+            topics_out.extend(view.topics.values().map(|t| topic_entry(t, &c)));
         }
         Some(list) => {
             for (name, id) in list {
@@ -84,7 +100,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                 match name {
                     Some(name) => {
                         if let Some(t) = view.topic(&name) {
-                            topics_out.push(topic_entry(t, &live_ids(&view)));
+                            topics_out.push(topic_entry(t, &ctx(b, &view)));
                             continue;
                         }
                         if topics::validate_topic_name(&name).is_err() {
@@ -112,7 +128,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                             Ok(_) => {
                                 let view = b.metadata.view();
                                 match view.topic(&name) {
-                                    Some(t) => topics_out.push(topic_entry(t, &live_ids(&view))),
+                                    Some(t) => topics_out.push(topic_entry(t, &ctx(b, &view))),
                                     None => topics_out.push(error_entry(
                                         Some(&name),
                                         Uuid::nil(),
@@ -123,7 +139,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                             // Raced with another creator: answer with what exists now.
                             Err((ResponseError::TopicAlreadyExists, _)) => {
                                 match b.metadata.view().topic(&name) {
-                                    Some(t) => topics_out.push(topic_entry(t, &live_ids(&view))),
+                                    Some(t) => topics_out.push(topic_entry(t, &ctx(b, &view))),
                                     None => topics_out.push(error_entry(
                                         Some(&name),
                                         Uuid::nil(),
@@ -138,7 +154,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
                         }
                     }
                     None => match view.topic_by_id(&id) {
-                        Some(t) => topics_out.push(topic_entry(t, &live_ids(&view))),
+                        Some(t) => topics_out.push(topic_entry(t, &ctx(b, &view))),
                         None => {
                             topics_out.push(error_entry(None, id, ResponseError::UnknownTopicId))
                         }

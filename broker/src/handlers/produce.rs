@@ -195,6 +195,8 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
     for (ti, pi, part, last_offset) in waits {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = tokio::select! {
+            // Committed-at-once (standalone, or ISR alone) answers without arming the poll.
+            biased;
             r = part.wait_committed(last_offset, left) => r,
             // Cut off from the coordinator: a newer leader may exist, so this one stops
             // waiting for followers that may never come and lets the client look elsewhere.

@@ -2,8 +2,9 @@
 //!
 //! Request handlers read an immutable [`ClusterView`] snapshot and ask the [`MetadataStore`] for
 //! changes. Standalone mode keeps the metadata in the broker's data directory
-//! ([`standalone::LocalMetadataStore`]); cluster mode will implement the same trait on the
-//! coordinator (ZooKeeper protocol) without touching the handlers.
+//! ([`standalone::LocalMetadataStore`]); cluster mode implements the same trait on the
+//! coordinator (ZooKeeper protocol, [`crate::cluster::zk_store::ZkMetadataStore`]), so the
+//! handlers do not depend on the mode.
 
 pub mod model;
 pub mod placement;

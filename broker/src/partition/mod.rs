@@ -1,5 +1,7 @@
 //! The partitions this broker hosts: each one a `PartitionLog` plus its idempotent-producer state,
-//! and the `ReplicaManager` that opens, reconfigures and deletes them as metadata changes.
+//! its replication role (leader or follower, from the metadata view) with the leader's view of
+//! its followers and the high watermark, and the `ReplicaManager` that opens, reconfigures,
+//! assigns roles to and deletes them as metadata changes.
 
 pub mod producer_state;
 #[cfg(test)]
@@ -394,6 +396,14 @@ impl Partition {
         matches!(self.role(), Role::Leader { .. })
     }
 
+    /// A new leader whose high watermark has not yet reached the start of its epoch (it was a
+    /// follower with an older HW): its HW is not yet meaningful to consumers (KIP-207), so
+    /// ListOffsets answers OFFSET_NOT_AVAILABLE until followers' fetches advance it.
+    pub fn leader_hw_pending(&self) -> bool {
+        let r = lock(&self.repl);
+        matches!(r.role, Role::Leader { .. }) && self.high_watermark() < r.epoch_start_offset
+    }
+
     /// The leader epoch this broker knows for the partition (as leader or follower).
     pub fn leader_epoch(&self) -> i32 {
         match self.role() {
@@ -450,7 +460,12 @@ impl Partition {
                     epoch: pm.leader_epoch,
                 })
             {
-                tracing::info!(topic = %self.topic, partition = self.index, epoch = pm.leader_epoch, isr = ?pm.isr, "became leader");
+                if pm.replicas.len() > 1 {
+                    tracing::info!(topic = %self.topic, partition = self.index, epoch = pm.leader_epoch, isr = ?pm.isr, "became leader");
+                } else {
+                    // Single-replica partitions (every one of a standalone broker): no news.
+                    tracing::debug!(topic = %self.topic, partition = self.index, epoch = pm.leader_epoch, "leading alone");
+                }
                 r.role = Role::Leader {
                     epoch: pm.leader_epoch,
                 };
@@ -525,15 +540,22 @@ impl Partition {
             return Err(AppendError::NotLeader);
         }
         let leo = self.log_end_offset();
+        if fetch_offset > leo || fetch_offset < self.log_start_offset() {
+            // Out of range (the read answers OFFSET_OUT_OF_RANGE): a follower with a divergent
+            // tail must not count towards the high watermark or the ISR.
+            return Ok(false);
+        }
         r.followers
             .entry(replica)
             .or_insert_with(|| FollowerState::new(now_ms))
             .on_fetch(fetch_offset, leo, now_ms);
         self.update_hw_locked(&mut r);
         let hw = self.high_watermark();
+        // This replica just fetched, so only its own position decides.
         let expand = !r.isr.contains(&replica)
-            && isr::expand_isr(&r.isr, &r.replicas, &r.followers, hw, r.epoch_start_offset)
-                .is_some();
+            && r.followers
+                .get(&replica)
+                .is_some_and(|f| f.leo >= hw && f.leo >= r.epoch_start_offset);
         Ok(expand)
     }
 
@@ -553,6 +575,8 @@ impl Partition {
                         &r.followers,
                         self.high_watermark(),
                         r.epoch_start_offset,
+                        now_ms,
+                        lag_max_ms,
                     )?,
                     false,
                 ),
@@ -581,6 +605,20 @@ impl Partition {
         self.update_hw_locked(&mut r);
         drop(r);
         self.changed.notify_waiters();
+    }
+
+    /// Leader: in-sync followers whose log holds `offset` (KIP-392 read replicas), by id.
+    pub fn in_sync_followers_holding(&self, offset: i64) -> Vec<i32> {
+        let r = lock(&self.repl);
+        let mut ids: Vec<i32> = r
+            .isr
+            .iter()
+            .copied()
+            .filter(|id| *id != r.me)
+            .filter(|id| r.followers.get(id).is_some_and(|f| f.leo >= offset))
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Leader: follower lags for metrics, (replica, leader LEO - follower LEO).
@@ -664,7 +702,10 @@ impl Partition {
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let mut st = write(&self.state);
         if offset >= st.log.log_end_offset() {
-            return Ok(());
+            // Nothing to cut, but the log still drops leader-epoch entries at its end (an epoch
+            // this replica assigned as leader and never wrote in); without that, a truncation
+            // round that cuts nothing would ask the leader about the same epoch again and again.
+            return st.log.truncate_to(offset);
         }
         tracing::info!(topic = %self.topic, partition = self.index, from = st.log.log_end_offset(), to = offset, "truncating log");
         st.log.truncate_to(offset)?;

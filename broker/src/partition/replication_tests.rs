@@ -260,3 +260,23 @@ fn hw_checkpoint_survives_a_restart_capped_at_the_log_end() {
     std::fs::write(d.path().join("t-0").join(super::HW_CHECKPOINT), "99\n").unwrap();
     assert_eq!(open(d.path()).high_watermark(), 5);
 }
+
+#[test]
+fn a_follower_fetching_past_the_log_end_counts_for_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 1, 0);
+    append(&p, 4).unwrap();
+    // A divergent follower (longer log of an older epoch) neither moves the HW nor joins.
+    assert!(!p.record_follower_fetch(3, 9, 10).unwrap());
+    assert_eq!(p.isr_change_due(10, 1_000), None);
+    p.record_follower_fetch(2, 9, 10).unwrap();
+    assert_eq!(p.high_watermark(), 0);
+    p.record_follower_fetch(2, 4, 20).unwrap();
+    assert_eq!(p.high_watermark(), 4);
+    // Not a replica at all: refused.
+    assert!(matches!(
+        p.record_follower_fetch(7, 0, 30),
+        Err(AppendError::NotLeader)
+    ));
+}

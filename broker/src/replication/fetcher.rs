@@ -189,11 +189,9 @@ async fn round(
         .filter_map(|p| follows(p, leader).map(|e| (p, e)))
         .collect();
     if fetching.is_empty() {
-        return if truncating.is_empty() {
-            Round::Backoff
-        } else {
-            Round::Ok
-        };
+        // Nothing to fetch yet (truncation pending an answer, or no partition left in this
+        // role): pace the retries.
+        return Round::Backoff;
     }
     let version = match c.version::<FetchRequest>() {
         Ok(v) => v,

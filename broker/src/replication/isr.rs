@@ -63,18 +63,24 @@ pub fn high_watermark(
 }
 
 /// ISR expansion: replicas outside the ISR whose log reached the high watermark and the start of
-/// the current leader epoch (so they hold no divergent tail of an older leader). `None` = no change.
+/// the current leader epoch (so they hold no divergent tail of an older leader), and that fetched
+/// within `lag_max_ms` — a follower that caught up and then died must not be re-added on the
+/// strength of its last fetch (Kafka expands only while serving that follower's fetch).
+/// `None` = no change.
 pub fn expand_isr(
     isr: &[i32],
     replicas: &[i32],
     followers: &HashMap<i32, FollowerState>,
     hw: i64,
     epoch_start_offset: i64,
+    now_ms: i64,
+    lag_max_ms: i64,
 ) -> Option<Vec<i32>> {
     let mut new_isr = isr.to_vec();
     for r in replicas.iter().filter(|r| !isr.contains(r)) {
         if let Some(f) = followers.get(r) {
-            if f.leo >= 0 && f.leo >= hw && f.leo >= epoch_start_offset {
+            let recent = now_ms.saturating_sub(f.last_fetch_ms) <= lag_max_ms;
+            if recent && f.leo >= 0 && f.leo >= hw && f.leo >= epoch_start_offset {
                 new_isr.push(*r);
             }
         }
@@ -159,14 +165,26 @@ mod tests {
         let mut fs = HashMap::new();
         fs.insert(2, f(10, 0));
         fs.insert(3, f(8, 0));
-        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 9, 0), Some(vec![1, 2]));
-        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 8, 0), Some(vec![1, 2, 3]));
+        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 9, 0, 0, 1_000), Some(vec![1, 2]));
+        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 8, 0, 0, 1_000), Some(vec![1, 2, 3]));
         // Caught up with the HW but not past the start of this leader epoch.
-        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 8, 11), None);
-        assert_eq!(expand_isr(&[1, 2, 3], &[1, 2, 3], &fs, 0, 0), None);
+        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 8, 11, 0, 1_000), None);
+        assert_eq!(expand_isr(&[1, 2, 3], &[1, 2, 3], &fs, 0, 0, 0, 1_000), None);
         // Never heard from.
         fs.insert(3, FollowerState::new(0));
-        assert_eq!(expand_isr(&[1, 2], &[1, 2, 3], &fs, 0, 0), None);
+        assert_eq!(expand_isr(&[1, 2], &[1, 2, 3], &fs, 0, 0, 0, 1_000), None);
+    }
+
+    #[test]
+    fn a_caught_up_follower_that_stopped_fetching_is_not_re_added() {
+        let mut fs = HashMap::new();
+        // Caught up at its last fetch (t=0), then silent: a dead broker.
+        fs.insert(2, f(10, 0));
+        assert_eq!(
+            expand_isr(&[1], &[1, 2], &fs, 10, 0, 500, 1_000),
+            Some(vec![1, 2])
+        );
+        assert_eq!(expand_isr(&[1], &[1, 2], &fs, 10, 0, 5_000, 1_000), None);
     }
 
     #[test]

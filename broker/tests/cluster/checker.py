@@ -5,6 +5,9 @@ partition back from the beginning and compares.
 Payloads are "<run>:<partition>:<seq>" (seq counts up per partition, in send order) padded to a
 fixed size. What verify() asserts, per partition, and why:
 
+The read-back goes to the high watermark or, if a just-elected leader still reports a lower one,
+on to the last acknowledged offset (bounded in time; the lower watermark is noted in the summary).
+
 1. Offsets read back are contiguous from the log start to the high watermark. The topic is fresh
    and not transactional or compacted, so a hole can only mean lost or hidden data.
 2. Every acknowledged message is present at exactly the offset its delivery report gave, with
@@ -169,8 +172,12 @@ class Load:
                              f"failed {len(self.failed)}; client errors: {self.errors_seen[-5:]}")
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0) -> dict[int, list[tuple[int, bytes]]]:
-    """Every record of every partition, from the beginning to the high watermark (taken now)."""
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
+             min_end: dict[int, int] | None = None, notes: list[str] | None = None) -> dict[int, list[tuple[int, bytes]]]:
+    """Every record of every partition, from the beginning to the high watermark (taken now), or
+    further, to min_end[p], when that is higher: an acknowledged write must become readable, but
+    a leader elected a moment ago may still report a lower high watermark (it advances as the
+    followers fetch). Such a lower watermark is noted in `notes`."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"checker-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "isolation.level": "read_uncommitted", "enable.partition.eof": False,
@@ -187,6 +194,12 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0)
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
+        for p in range(partitions):
+            want = (min_end or {}).get(p, 0)
+            if want > hw[p]:
+                if notes is not None:
+                    notes.append(f"p{p}: high watermark {hw[p]} reported below the acknowledged end {want}")
+                hw[p] = want
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         got: dict[int, list[tuple[int, bytes]]] = {p: [] for p in range(partitions)}
         nxt = {p: 0 for p in range(partitions)}
@@ -208,7 +221,14 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0)
 def verify(load: Load, bootstrap: str, strict: bool = True, timeout: float = 60.0) -> str:
     """Reads everything back and asserts the properties in the module docstring. Returns the
     summary (also printed)."""
-    data = read_all(bootstrap, load.topic, load.partitions, timeout)
+    min_end: dict[int, int] = {}
+    for a in load.acked:
+        min_end[a.partition] = max(min_end.get(a.partition, 0), a.offset + 1)
+    notes: list[str] = []
+    try:
+        data = read_all(bootstrap, load.topic, load.partitions, timeout, min_end, notes)
+    except AssertionError as e:
+        raise AssertionError(f"acknowledged records never became readable: {e}; {notes}") from e
     problems: list[str] = []
     acked_by_p: dict[int, dict[int, Ack]] = {p: {} for p in range(load.partitions)}
     for a in load.acked:
@@ -261,7 +281,7 @@ def verify(load: Load, bootstrap: str, strict: bool = True, timeout: float = 60.
     pct = (lambda q: f"{lat[min(len(lat) - 1, int(q * len(lat)))] * 1000:.0f} ms") if lat else (lambda q: "-")
     summary = (f"checker[{load.topic} run {load.run_id}]: sent {load.sent}, acked {len(load.acked)}, "
                f"failed {len(load.failed)}, unflushed {load.flush_left}, present-but-unacked {unacked_total}, "
-               f"ack latency p50 {pct(0.5)} p99 {pct(0.99)} max {pct(1.0)}\n  " + "\n  ".join(lines))
+               f"ack latency p50 {pct(0.5)} p99 {pct(0.99)} max {pct(1.0)}\n  " + "\n  ".join(lines + notes))
     print(summary)
     if problems:
         raise AssertionError("checker found problems:\n  " + "\n  ".join(problems[:40]) + "\n" + summary)

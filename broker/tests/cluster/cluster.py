@@ -20,9 +20,10 @@ def unique_topic(prefix: str) -> str:
 class Cluster:
     def __init__(self, workdir: Path, coordinator: str = "rivulet", brokers: int = 3, hosts: list[str] | None = None,
                  coordinator_host: str = "127.0.0.1", netns: dict[str, str] | None = None,
-                 fixed_ports: bool = False, **broker_flags):
+                 fixed_ports: bool = False, chroot: str = "", **broker_flags):
         """hosts: one address per broker (default: distinct 127.0.0.x). netns: node name ->
-        network namespace ("coordinator", "broker-0", ...) for the partition suite."""
+        network namespace ("coordinator", "broker-0", ...) for the partition suite. chroot: a
+        path appended to the brokers' --coordinator ("/rivulet"), as Kafka's zookeeper.connect."""
         self.workdir = Path(workdir)
         netns = netns or {}
         cls = Coordinator if coordinator == "rivulet" else ZooKeeper
@@ -30,7 +31,7 @@ class Cluster:
                          port=2181 if fixed_ports else None)
         hosts = hosts or loopback_hosts(brokers)
         self.brokers = [
-            BrokerNode(self.workdir / f"broker-{i}", i, RACKS[i % len(RACKS)], hosts[i], self.coord.connect,
+            BrokerNode(self.workdir / f"broker-{i}", i, RACKS[i % len(RACKS)], hosts[i], self.coord.connect + chroot,
                        netns.get(f"broker-{i}"), port=9092 if fixed_ports else None,
                        admin_port=8092 if fixed_ports else None, **broker_flags)
             for i in range(brokers)

@@ -70,6 +70,26 @@ def test_kill9_controller_under_acks_all_load(cluster):
     verify(load, cluster.bootstrap)
 
 
+def test_sigstopped_leader_is_replaced_and_rejoins_as_follower(cluster):
+    """A hung leader (SIGSTOP: alive, silent) loses its session; a new leader takes over. When
+    it resumes it must not act as leader (stale epoch): it rejoins as a follower, truncating
+    whatever it had that was not committed."""
+    load = start_load(cluster, "sigstop")
+    victim = cluster.leader(load.topic, 0)
+    cluster.broker(victim).pause()
+    try:
+        new = cluster.wait_leader(load.topic, 0, not_in={victim}, timeout=SESSION_TIMEOUT_MS / 1000 + 20)
+        print(f"leader of p0 moved {victim} -> {new} while {victim} was stopped")
+        load.wait_acks(300, 30, f"with the old leader {victim} stopped")
+    finally:
+        cluster.broker(victim).resume()
+    cluster.wait_isr(load.topic, 0, lambda isr: victim in isr, timeout=40,
+                     what=f"resumed broker {victim} back in the ISR")
+    load.wait_acks(200, 30, "after the old leader resumed")
+    load.stop()
+    verify(load, cluster.bootstrap)
+
+
 def test_killed_broker_returns_catches_up_and_rejoins_isr(cluster):
     load = start_load(cluster, "rejoin")
     leader = cluster.leader(load.topic, 0)
@@ -98,8 +118,8 @@ def test_killed_broker_returns_catches_up_and_rejoins_isr(cluster):
 def verify_partition0(load: Load, cluster) -> None:
     from checker import read_all
 
-    got = dict(read_all(cluster.bootstrap, load.topic, 1)[0])
     acked = [a for a in load.acked if a.partition == 0]
+    got = dict(read_all(cluster.bootstrap, load.topic, 1, min_end={0: max(a.offset for a in acked) + 1})[0])
     lost = [a for a in acked if got.get(a.offset) != a.payload]
     assert not lost, f"{len(lost)} acked messages of p0 missing on the returned broker, first {lost[:3]}"
     print(f"returned broker serves all {len(acked)} acked messages of p0")
@@ -112,6 +132,12 @@ def test_rolling_restart_under_load_loses_and_fails_nothing(cluster):
         code = b.term(timeout=40)
         assert code == 0, f"broker {b.broker_id} exited {code} on SIGTERM:\n{b.log_tail()}"
         stopped = time.monotonic() - t0
+        # While it is down it leaves every ISR (controlled shutdown, or the leaders' lag check),
+        # so that coming back really exercises catch-up and ISR expansion.
+        for p in range(PARTITIONS):
+            cluster.wait_isr(load.topic, p, lambda isr, i=b.broker_id: i not in isr, timeout=20,
+                             what=f"stopped broker {b.broker_id} out of the ISR of p{p}")
+        load.wait_acks(100, 30, f"with broker {b.broker_id} down")
         b.restart()
         cluster.wait_full_isr(load.topic, timeout=60)
         print(f"broker {b.broker_id}: controlled shutdown {stopped:.1f} s, back with full ISR after "
@@ -140,5 +166,67 @@ def test_coordinator_restart_under_load(cluster):
 
 @pytest.mark.zookeeper
 def test_kill9_leader_with_apache_zookeeper(cluster_factory):
-    cluster = cluster_factory(coordinator="zookeeper")
+    """The core failover test against Apache ZooKeeper 3.8, the brokers under a chroot."""
+    cluster = cluster_factory(coordinator="zookeeper", chroot="/rivulet")
     test_kill9_leader_under_acks_all_load(cluster)
+
+
+def test_acks_all_refused_below_min_insync_replicas(cluster):
+    """With only the leader left in the ISR of an RF=3 min.insync.replicas=2 topic, acks=all
+    produce fails with NOT_ENOUGH_REPLICAS (nothing acknowledged), acks=1 still works, and
+    acks=all resumes once a replica is back."""
+    from confluent_kafka import KafkaError, Producer
+
+    topic = unique_topic("min-isr")
+    cluster.create_topic(topic, partitions=1, rf=3, min_insync=2)
+    leader = cluster.leader(topic, 0)
+    followers = [b for b in cluster.brokers if b.broker_id != leader]
+    for b in followers:
+        b.kill9()
+    cluster.wait_isr(topic, 0, lambda isr: isr == [leader], timeout=30, what=f"ISR shrunk to the leader {leader}")
+
+    def produce_one(acks: str, timeout_ms: int = 4000):
+        p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": acks, "message.timeout.ms": timeout_ms,
+                      "retries": 0 if acks == "all" else 2})
+        out = []
+        p.produce(topic, f"acks-{acks}".encode(), partition=0, on_delivery=lambda err, msg: out.append(err))
+        p.flush(timeout_ms / 1000 + 5)
+        return out[0] if out else "no delivery report"
+
+    err = produce_one("all")
+    assert err is not None and err.code() in (KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND), \
+        f"acks=all with ISR [{leader}] and min.insync.replicas=2: {err}"
+    assert produce_one("1") is None, "acks=1 must still be accepted by the leader"
+    followers[0].restart()
+    cluster.wait_isr(topic, 0, lambda isr: followers[0].broker_id in isr, timeout=40,
+                     what=f"broker {followers[0].broker_id} back in the ISR")
+    assert produce_one("all", 15000) is None, "acks=all must work again with 2 in-sync replicas"
+
+
+def test_no_unclean_leader_election_by_default(cluster):
+    """A partition whose whole ISR is dead stays offline rather than electing an out-of-sync
+    replica; when the last in-sync replica returns, it leads again with everything acknowledged."""
+    topic = unique_topic("unclean")
+    cluster.create_topic(topic, partitions=1, rf=3, min_insync=1)
+    load = Load(cluster.bootstrap, topic, 1, rate=200).start()
+    load.wait_acks(100, 20, "at the start")
+    leader = cluster.leader(topic, 0)
+    a, b = [x for x in cluster.brokers if x.broker_id != leader]
+    a.kill9()
+    cluster.wait_isr(topic, 0, lambda isr: a.broker_id not in isr, timeout=30, what=f"{a.broker_id} out of the ISR")
+    load.wait_acks(200, 20, f"without {a.broker_id}")
+    b.kill9()
+    cluster.wait_isr(topic, 0, lambda isr: isr == [leader], timeout=30, what=f"ISR shrunk to {leader}")
+    load.wait_acks(200, 20, f"with only {leader} in the ISR")
+    cluster.broker(leader).kill9()
+    a.restart()  # out of sync, and the only live replica: it must not be elected
+    time.sleep(SESSION_TIMEOUT_MS / 1000 + 3)
+    p = cluster.partitions(topic)[0]
+    assert p.leader == -1 or p.leader == leader, \
+        f"out-of-sync broker {p.leader} was elected leader (ISR {sorted(p.isrs)}) with unclean election off"
+    cluster.broker(leader).restart()
+    assert cluster.wait_leader(topic, 0, timeout=40) == leader
+    b.restart()
+    load.wait_acks(200, 60, "after the last in-sync replica returned")
+    load.stop()
+    verify(load, cluster.bootstrap, strict=False)

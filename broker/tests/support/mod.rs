@@ -59,8 +59,19 @@ impl Coordinator {
     pub fn start() -> Coordinator {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(coordinator_bin())
-            .args(["--client-addr", &addr])
+        let child = Self::spawn(&addr, &dir);
+        let mut c = Coordinator {
+            child,
+            addr,
+            _dir: dir,
+        };
+        c.wait_ready();
+        c
+    }
+
+    fn spawn(addr: &str, dir: &tempfile::TempDir) -> Child {
+        Command::new(coordinator_bin())
+            .args(["--client-addr", addr])
             .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -68,23 +79,33 @@ impl Coordinator {
             .args(["--fsync", "false", "--log-level", "warn"])
             .stdout(Stdio::null())
             .spawn()
-            .expect("spawn rivulet-coordinator");
-        let mut c = Coordinator {
-            child,
-            addr,
-            _dir: dir,
-        };
+            .expect("spawn rivulet-coordinator")
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Some(status)) = c.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("coordinator exited during start: {status}");
             }
-            if ruok(&c.addr) {
-                return c;
+            if ruok(&self.addr) {
+                return;
             }
             assert!(Instant::now() < deadline, "coordinator did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the coordinator gracefully (SIGTERM) and starts it again on the same address and
+    /// data directory: sessions survive, but every client has to reconnect.
+    pub fn restart(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.addr, &self._dir);
+        self.wait_ready();
     }
 }
 
@@ -101,6 +122,8 @@ pub struct ApacheZooKeeper {
     child: Child,
     pub addr: String,
     _dir: tempfile::TempDir,
+    classpath: String,
+    cfg: PathBuf,
 }
 
 impl ApacheZooKeeper {
@@ -140,30 +163,54 @@ impl ApacheZooKeeper {
             ),
         )
         .ok()?;
-        let child = Command::new("java")
-            .args(["-Xmx256m", "-cp", &cp.join(":")])
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
+        let classpath = cp.join(":");
+        let child = Self::spawn(&classpath, &cfg)?;
         let mut zk = ApacheZooKeeper {
             child,
             addr: format!("127.0.0.1:{port}"),
             _dir: dir,
+            classpath,
+            cfg,
         };
+        zk.wait_ready();
+        Some(zk)
+    }
+
+    fn spawn(classpath: &str, cfg: &std::path::Path) -> Option<Child> {
+        Command::new("java")
+            .args(["-Xmx256m", "-cp", classpath])
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(Some(status)) = zk.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("Apache ZooKeeper exited during start: {status}");
             }
-            if ruok(&zk.addr) {
-                return Some(zk);
+            if ruok(&self.addr) {
+                return;
             }
             assert!(Instant::now() < deadline, "Apache ZooKeeper did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops ZooKeeper (SIGTERM) and starts it again with the same configuration and data:
+    /// sessions survive (they are in its transaction log), connections do not.
+    pub fn restart(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.classpath, &self.cfg).expect("restart Apache ZooKeeper");
+        self.wait_ready();
     }
 }
 

@@ -41,6 +41,7 @@ use self::fence::{ControllerEpoch, FencedWrite, WriteError};
 use self::tree::{Target, Tree};
 use crate::cluster::zk_layout::{self as layout, ConfigZnode};
 use crate::config::BrokerConfig;
+use crate::metrics::ControllerMetrics;
 
 /// Topic config (and dynamic cluster default) that lets an out-of-sync replica lead.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
@@ -68,6 +69,9 @@ pub struct ControllerConfig {
     pub resync_interval: Duration,
     /// Pause after a coordinator error before trying again.
     pub retry_backoff: Duration,
+    /// Where the controller reports itself (the broker's registered ones; a default is not
+    /// exported).
+    pub metrics: ControllerMetrics,
 }
 
 impl ControllerConfig {
@@ -79,6 +83,7 @@ impl ControllerConfig {
             rebalance_interval: Duration::from_secs(cfg.leader_imbalance_check_interval_seconds),
             resync_interval: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(500),
+            metrics: ControllerMetrics::default(),
         }
     }
 }
@@ -121,7 +126,9 @@ pub async fn run(client: zk::Client, cfg: ControllerConfig, mut stop: watch::Rec
             controller_epoch = epoch.value,
             "elected controller"
         );
+        cfg.metrics.elected(epoch.value);
         let exit = Controller::new(&client, &cfg, epoch).act(&mut stop).await;
+        cfg.metrics.resigned();
         match exit {
             Exit::Stopped => {
                 if let Err(e) = fence::resign(&client).await {
@@ -246,6 +253,8 @@ enum Action {
         new: LeaderAndIsr,
         version: i32,
         reasons: Vec<Reason>,
+        /// Why the leader changed, as the election metric counts it (`None`: no new leader).
+        election: Option<&'static str>,
     },
 }
 
@@ -268,6 +277,38 @@ struct Controller<'a> {
     full_reload: bool,
     verify: bool,
     rebalance_due: bool,
+    /// Connected to the coordinator (passes wait while not).
+    connected: bool,
+    /// The watches must be set again (after a reconnection).
+    rewatch: bool,
+}
+
+/// The controller's persistent watches: the brokers, the admin requests, and the two znodes
+/// that say who the controller is.
+struct Watches {
+    brokers: zk::PersistentWatcher,
+    admin: zk::PersistentWatcher,
+    controller: zk::PersistentWatcher,
+    epoch: zk::PersistentWatcher,
+}
+
+impl Watches {
+    async fn set(client: &zk::Client) -> Result<Watches, zk::Error> {
+        Ok(Watches {
+            brokers: client
+                .watch("/brokers", zk::AddWatchMode::PersistentRecursive)
+                .await?,
+            admin: client
+                .watch("/admin", zk::AddWatchMode::PersistentRecursive)
+                .await?,
+            controller: client
+                .watch(layout::CONTROLLER, zk::AddWatchMode::Persistent)
+                .await?,
+            epoch: client
+                .watch(layout::CONTROLLER_EPOCH, zk::AddWatchMode::Persistent)
+                .await?,
+        })
+    }
 }
 
 /// `Target` with an order, for the dirty set.
@@ -294,32 +335,15 @@ impl<'a> Controller<'a> {
             full_reload: true,
             verify: true,
             rebalance_due: false,
+            connected: true,
+            rewatch: false,
         }
     }
 
     async fn act(&mut self, stop: &mut watch::Receiver<bool>) -> Exit {
         let mut states = self.client.state_watcher();
         // Watches first, then the full read: no change can fall between the two.
-        let watches = async {
-            let b = self
-                .client
-                .watch("/brokers", zk::AddWatchMode::PersistentRecursive)
-                .await?;
-            let a = self
-                .client
-                .watch("/admin", zk::AddWatchMode::PersistentRecursive)
-                .await?;
-            let c = self
-                .client
-                .watch(layout::CONTROLLER, zk::AddWatchMode::Persistent)
-                .await?;
-            let e = self
-                .client
-                .watch(layout::CONTROLLER_EPOCH, zk::AddWatchMode::Persistent)
-                .await?;
-            Ok::<_, zk::Error>((b, a, c, e))
-        };
-        let (mut wb, mut wa, mut wc, mut we) = match watches.await {
+        let mut watches = match Watches::set(self.client).await {
             Ok(w) => w,
             Err(e) if is_terminal(&e) => return Exit::SessionEnded,
             Err(e) => {
@@ -334,11 +358,11 @@ impl<'a> Controller<'a> {
         );
         let mut resync =
             tokio::time::interval_at(start + self.cfg.resync_interval, self.cfg.resync_interval);
-        let mut connected = true;
         let mut pending_since: Option<Instant> = Some(start);
         loop {
-            let work = connected
-                && (self.full_reload
+            let work = self.connected
+                && (self.rewatch
+                    || self.full_reload
                     || self.verify
                     || self.rebalance_due
                     || !self.dirty.is_empty());
@@ -356,27 +380,13 @@ impl<'a> Controller<'a> {
                     if s.is_terminated() {
                         return Exit::SessionEnded;
                     }
-                    match s {
-                        zk::SessionState::Disconnected => {
-                            // Writes would fail anyway; wait for the session to come back.
-                            debug!("controller disconnected from the coordinator");
-                            connected = false;
-                        }
-                        _ => {
-                            if !connected {
-                                // Watch events may have been lost meanwhile.
-                                connected = true;
-                                self.full_reload = true;
-                                self.verify = true;
-                            }
-                        }
-                    }
+                    self.session_state(s);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     pending_since = None;
                     // A pass waits on the coordinator: stop must not wait for it.
                     let outcome = tokio::select! {
-                        r = self.pass() => r,
+                        r = self.rearm_then_pass(&mut watches) => r,
                         _ = stopped(stop) => return Exit::Stopped,
                     };
                     match outcome {
@@ -391,10 +401,10 @@ impl<'a> Controller<'a> {
                         }
                     }
                 }
-                ev = wb.changed() => self.note(ev),
-                ev = wa.changed() => self.note(ev),
-                ev = wc.changed() => self.note(ev),
-                ev = we.changed() => self.note(ev),
+                ev = watches.brokers.changed() => self.note(ev),
+                ev = watches.admin.changed() => self.note(ev),
+                ev = watches.controller.changed() => self.note(ev),
+                ev = watches.epoch.changed() => self.note(ev),
                 _ = rebalance.tick() => {
                     if self.cfg.auto_rebalance {
                         self.rebalance_due = true;
@@ -405,9 +415,49 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// A session state seen by the state watcher or a watch. The state watcher only keeps the
+    /// latest state, so a short disconnection can show as a bare `SyncConnected`: every
+    /// connection counts as a reconnection.
+    fn session_state(&mut self, s: zk::SessionState) {
+        match s {
+            zk::SessionState::Disconnected => {
+                if self.connected {
+                    // Writes would fail anyway; wait for the session to come back.
+                    debug!("controller disconnected from the coordinator");
+                }
+                self.connected = false;
+            }
+            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                // zookeeper-client 0.11.2 does not re-arm persistent watches on the new
+                // connection (it resends them with a SetWatches request that cannot carry
+                // them), and events during the disconnection may be lost (ZOOKEEPER-4698):
+                // set the watches again, then read everything.
+                self.connected = true;
+                self.rewatch = true;
+                self.full_reload = true;
+                self.verify = true;
+            }
+            // Terminal states end `act` through the state watcher.
+            _ => {}
+        }
+    }
+
+    /// Sets the watches again when a reconnection asked for it, then runs a pass.
+    async fn rearm_then_pass(&mut self, watches: &mut Watches) -> Result<(), Halt> {
+        if self.rewatch {
+            // The new watchers exist before the old ones go, so the client keeps the watches
+            // on the server (it removes one only with its last watcher).
+            *watches = Watches::set(self.client).await?;
+            self.rewatch = false;
+            debug!("controller watches set again after a reconnection");
+        }
+        self.pass().await
+    }
+
     fn note(&mut self, ev: zk::WatchedEvent) {
         if ev.event_type == zk::EventType::Session {
-            // The state watcher handles session changes.
+            // Every watcher gets every session change, in order (unlike the state watcher).
+            self.session_state(ev.session_state);
             return;
         }
         match tree::classify(&ev.path) {
@@ -578,7 +628,30 @@ impl<'a> Controller<'a> {
         for (id, czxid) in &self.tree.shutdowns {
             self.shutdowns_done.insert(*id, *czxid);
         }
+        self.cfg
+            .metrics
+            .set_offline_partitions(self.offline_partitions());
         Ok(())
+    }
+
+    /// Partitions with no live leader (including those that could not get a first state
+    /// because no replica is alive), topics pending deletion left out.
+    fn offline_partitions(&self) -> usize {
+        let live = self.tree.live();
+        self.tree
+            .topics
+            .iter()
+            .filter(|(name, _)| !self.tree.deletions.contains(*name))
+            .map(|(_, t)| {
+                t.assignment
+                    .keys()
+                    .filter(|p| match t.states.get(p) {
+                        Some((s, _)) => s.leader < 0 || !live.contains(&s.leader),
+                        None => true,
+                    })
+                    .count()
+            })
+            .sum()
     }
 
     /// Everything that should change, given the tree copy.
@@ -635,8 +708,13 @@ impl<'a> Controller<'a> {
                 };
                 let mut cur = state.clone();
                 let mut reasons = Vec::new();
+                // The step that last moved leadership to a live replica names the election.
+                let mut elected_by = None;
                 let mut apply = |c: Option<Change>, cur: &mut LeaderAndIsr| {
                     if let Some(c) = c {
+                        if c.state.leader >= 0 && c.state.leader != cur.leader {
+                            elected_by = Some(c.reason);
+                        }
                         *cur = c.state;
                         reasons.push(c.reason);
                     }
@@ -683,6 +761,7 @@ impl<'a> Controller<'a> {
                     );
                 }
                 if cur != *state {
+                    let election = elected_by.and_then(|r| election_kind(state, &cur, r));
                     actions.push(Action::Set {
                         topic: name.clone(),
                         partition: *p,
@@ -690,6 +769,7 @@ impl<'a> Controller<'a> {
                         new: cur,
                         version: *version,
                         reasons,
+                        election,
                     });
                 }
             }
@@ -706,6 +786,7 @@ impl<'a> Controller<'a> {
                 new,
                 version,
                 reasons,
+                election,
             } => {
                 let r = fence::set_partition_state(
                     self.client,
@@ -719,6 +800,9 @@ impl<'a> Controller<'a> {
                 match r {
                     Ok(v) => {
                         log_change(&topic, partition, &old, &new, &reasons, self.epoch.value);
+                        if let Some(kind) = election {
+                            self.cfg.metrics.leader_elected(kind);
+                        }
                         if let Some(t) = self.tree.topics.get_mut(&topic) {
                             t.states.insert(partition, (new, v));
                         }
@@ -833,6 +917,22 @@ impl<'a> Controller<'a> {
         self.tree.topics.remove(topic);
         self.tree.deletions.remove(topic);
         Ok(())
+    }
+}
+
+/// The election a decided change amounts to, named as `metrics::ELECTION_REASONS` has it, given
+/// the step that last moved leadership (`None` when, in the end, the leader is unchanged or
+/// the partition is offline).
+fn election_kind(old: &LeaderAndIsr, new: &LeaderAndIsr, by: Reason) -> Option<&'static str> {
+    if new.leader < 0 || new.leader == old.leader {
+        return None;
+    }
+    match by {
+        Reason::OfflinePartition => Some("clean"),
+        Reason::UncleanElection => Some("unclean"),
+        Reason::ControlledShutdown => Some("controlled_shutdown"),
+        Reason::PreferredReplica => Some("preferred"),
+        Reason::NewPartition | Reason::NoLeader | Reason::IsrShrink => None,
     }
 }
 

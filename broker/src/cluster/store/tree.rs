@@ -294,9 +294,10 @@ impl Tree {
         Ok(())
     }
 
-    /// Records a state read (or its absence). A read older than what is cached (same znode,
-    /// lower version) is dropped: this broker's own writes are applied as soon as they succeed,
-    /// and a re-read sent before such a write may answer after it.
+    /// Records a state read (or its absence). A read older than what is cached (same znode and
+    /// a lower version, or an earlier znode of a deleted and re-created topic) is dropped: this
+    /// broker's own writes are applied as soon as they succeed, and a re-read sent before such a
+    /// write may answer after it.
     pub fn apply_state(&mut self, topic: &str, p: i32, read: Option<(Vec<u8>, zk::Stat)>) {
         let path = layout::partition_state_path(topic, p);
         let decoded = read.and_then(|(d, stat)| {
@@ -309,9 +310,11 @@ impl Tree {
         match decoded {
             Some(entry) => {
                 let states = self.states.entry(topic.to_string()).or_default();
-                let stale = states
-                    .get(&p)
-                    .is_some_and(|old| old.czxid == entry.czxid && old.version > entry.version);
+                // czxids only grow: a smaller one is a znode that has been deleted since.
+                let stale = states.get(&p).is_some_and(|old| {
+                    old.czxid > entry.czxid
+                        || (old.czxid == entry.czxid && old.version > entry.version)
+                });
                 if !stale {
                     states.insert(p, entry);
                 }
@@ -498,6 +501,10 @@ mod tests {
         assert_eq!((p0.isr.clone(), p0.partition_epoch), (vec![1], 3));
         // ...but a re-created znode (new czxid) replaces it whatever its version.
         t.apply_state("t", 0, Some((state(2, 5, vec![2]), stat(0, 20))));
+        let p0 = &t.build_view(4).topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.leader_epoch, p0.partition_epoch), (2, 5, 0));
+        // A late read of the znode that was deleted does not come back.
+        t.apply_state("t", 0, Some((state(1, 0, vec![1]), stat(4, 10))));
         let p0 = &t.build_view(4).topics["t"].partitions[0];
         assert_eq!((p0.leader, p0.leader_epoch, p0.partition_epoch), (2, 5, 0));
         assert_eq!(t.led_with_other_isr(2), BTreeSet::from([("t".into(), 1)]));
