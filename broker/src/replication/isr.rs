@@ -165,11 +165,20 @@ mod tests {
         let mut fs = HashMap::new();
         fs.insert(2, f(10, 0));
         fs.insert(3, f(8, 0));
-        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 9, 0, 0, 1_000), Some(vec![1, 2]));
-        assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 8, 0, 0, 1_000), Some(vec![1, 2, 3]));
+        assert_eq!(
+            expand_isr(&[1], &[1, 2, 3], &fs, 9, 0, 0, 1_000),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            expand_isr(&[1], &[1, 2, 3], &fs, 8, 0, 0, 1_000),
+            Some(vec![1, 2, 3])
+        );
         // Caught up with the HW but not past the start of this leader epoch.
         assert_eq!(expand_isr(&[1], &[1, 2, 3], &fs, 8, 11, 0, 1_000), None);
-        assert_eq!(expand_isr(&[1, 2, 3], &[1, 2, 3], &fs, 0, 0, 0, 1_000), None);
+        assert_eq!(
+            expand_isr(&[1, 2, 3], &[1, 2, 3], &fs, 0, 0, 0, 1_000),
+            None
+        );
         // Never heard from.
         fs.insert(3, FollowerState::new(0));
         assert_eq!(expand_isr(&[1, 2], &[1, 2, 3], &fs, 0, 0, 0, 1_000), None);
