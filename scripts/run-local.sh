@@ -19,18 +19,20 @@ for port in 2181 8081 9092 9093 9094 8092 8093 8094; do
   fi
 done
 
-declare -A name_of=() cmd_of=()
+# Parallel arrays (no associative arrays or `wait -n -p`: runs on bash 3.2 as shipped by macOS).
 pids=()
+names=()
+cmds=()
 stopping=
 
 stop() {
   stopping=1
   trap - INT TERM EXIT
   echo; echo "stopping..."
-  local b=() c=()
-  for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || continue
-    if [ "${name_of[$p]}" = coordinator ]; then c+=("$p"); else b+=("$p"); fi
+  local b=() c=() i
+  for i in "${!pids[@]}"; do
+    kill -0 "${pids[$i]}" 2>/dev/null || continue
+    if [ "${names[$i]}" = coordinator ]; then c+=("${pids[$i]}"); else b+=("${pids[$i]}"); fi
   done
   # Brokers hand over leadership through the coordinator, so it stops last.
   [ ${#b[@]} -gt 0 ] && kill -TERM "${b[@]}" 2>/dev/null
@@ -42,15 +44,20 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Each server in its own process group (job control), so a terminal's Ctrl-C reaches only this
+# script, which then stops the brokers before the coordinator they hand leadership over through.
+set -m
+
 # start NAME CMD...: runs CMD in the background with its output in $DATA/NAME.log.
 start() {
   local name=$1; shift
   echo "=== $(date -u +%FT%TZ) $*" >>"$DATA/$name.log"
   "$@" >>"$DATA/$name.log" 2>&1 &
   pids+=($!)
-  name_of[$!]=$name
-  cmd_of[$!]="$*"
+  names+=("$name")
+  cmds+=("$*")
 }
+last_pid() { echo "${pids[${#pids[@]}-1]}"; }
 
 wait_http() { # url name pid
   for _ in $(seq 1 300); do
@@ -63,7 +70,7 @@ wait_http() { # url name pid
 
 start coordinator "$BIN/rivulet-coordinator" --client-addr "$COORD" --admin-addr 127.0.0.1:8081 \
   --data-dir "$DATA/coordinator"
-wait_http http://127.0.0.1:8081/readyz coordinator "${pids[-1]}" || {
+wait_http http://127.0.0.1:8081/readyz coordinator "$(last_pid)" || {
   echo "coordinator did not start; its log:" >&2; tail -20 "$DATA/coordinator.log" >&2; exit 1; }
 
 mode=cluster
@@ -93,10 +100,12 @@ done
 if [ "$mode" = standalone ]; then
   for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   pids=("${pids[0]}")
+  names=("${names[0]}")
+  cmds=("${cmds[0]}")
   echo "note: this rivulet-broker has no cluster mode yet; running ONE standalone broker" >&2
   start broker-0 "$BIN/rivulet-broker" --broker-id 0 --listen-addr 127.0.0.1:9092 \
     --admin-addr 127.0.0.1:8092 --data-dir "$DATA/broker-0"
-  wait_http http://127.0.0.1:8092/readyz broker-0 "${pids[-1]}" || {
+  wait_http http://127.0.0.1:8092/readyz broker-0 "$(last_pid)" || {
     echo "broker-0 did not start; its log:" >&2; tail -20 "$DATA/broker-0.log" >&2; exit 1; }
   bootstrap=127.0.0.1:9092
 fi
@@ -106,7 +115,7 @@ cat <<MSG
 Rivulet is running on loopback ($mode mode; data and logs in $DATA):
   bootstrap    $bootstrap
   brokers      $(for i in $(seq 0 $((${#pids[@]} - 2))); do printf '%s ' "$i=127.0.0.1:$((9092 + i))(${ZONES[$i]})"; done)
-  admin        http://127.0.0.1:8092/metrics (broker i: port 809(2+i)), coordinator http://127.0.0.1:8081/metrics
+  admin        brokers http://127.0.0.1:8092/metrics (broker 1: 8093, broker 2: 8094; also /readyz), coordinator http://127.0.0.1:8081/metrics
   coordinator  ZooKeeper protocol on $COORD
 
   produce:  printf 'user-1:hello\\n' | kcat -P -b $bootstrap -t demo -K:
@@ -117,17 +126,20 @@ Rivulet is running on loopback ($mode mode; data and logs in $DATA):
 MSG
 
 # Keep running while anything is alive; report each exit (kill -9 a broker and it says so).
-alive=${#pids[@]}
-while [ "$alive" -gt 0 ]; do
-  died=
-  wait -n -p died "${pids[@]}"
-  code=$?
-  [ -n "$stopping" ] && break
-  [ -n "$died" ] || continue
-  alive=$((alive - 1))
-  echo "$(date -u +%T) ${name_of[$died]} (pid $died) exited with status $code; the rest keep running." >&2
-  echo "  its log: $DATA/${name_of[$died]}.log; start it again with: ${cmd_of[$died]}" >&2
-  new=()
-  for p in "${pids[@]}"; do [ "$p" != "$died" ] && new+=("$p"); done
-  pids=("${new[@]}")
+reported=()
+while :; do
+  alive=0
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      alive=$((alive + 1))
+    elif [ -z "${reported[$i]:-}" ]; then
+      reported[$i]=1
+      wait "${pids[$i]}" 2>/dev/null
+      code=$?
+      echo "$(date -u +%T) ${names[$i]} (pid ${pids[$i]}) exited with status $code; the rest keep running." >&2
+      echo "  its log: $DATA/${names[$i]}.log; start it again with: ${cmds[$i]}" >&2
+    fi
+  done
+  [ "$alive" -gt 0 ] || { echo "every process has exited" >&2; break; }
+  sleep 1
 done

@@ -84,6 +84,15 @@ async fn serve_connection(
                 let api = req.api;
                 let version = req.header.request_api_version;
                 let corr = req.header.correlation_id;
+                if api == ApiKey::Metadata && b.metadata.is_fenced() {
+                    // Cut off from the coordinator, this broker's metadata may be stale (its
+                    // leadership may have moved). Answering would keep a client that only has this
+                    // connection asking here forever; a closed connection sends it to another
+                    // broker of the cluster.
+                    tracing::info!(%peer, "closing client connection on Metadata: this broker is fenced (no coordinator session)");
+                    b.metrics.connection_error("fenced");
+                    break;
+                }
                 (api, version, corr, b.handle(req).await)
             }
             Err(DecodeError::UnsupportedVersion {

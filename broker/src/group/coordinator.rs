@@ -67,18 +67,17 @@ struct Inner {
 /// A record appended to `__consumer_offsets`, not yet known to be committed.
 struct Pending {
     part: Arc<Partition>,
+    /// The leader epoch it was appended in (see `Partition::wait_committed`).
+    leader_epoch: i32,
     last_offset: i64,
 }
 
 impl Pending {
     /// Waits until the record is committed; the error is the one Kafka's coordinator gives.
     async fn committed(&self) -> Result<(), ResponseError> {
-        if self.part.high_watermark() > self.last_offset {
-            return Ok(());
-        }
         match self
             .part
-            .wait_committed(self.last_offset, OFFSETS_COMMIT_TIMEOUT)
+            .wait_committed(self.leader_epoch, self.last_offset, OFFSETS_COMMIT_TIMEOUT)
             .await
         {
             Ok(()) => Ok(()),
@@ -395,6 +394,7 @@ impl GroupCoordinator {
         );
         Ok(Pending {
             part,
+            leader_epoch: appended.leader_epoch,
             last_offset: appended.last_offset,
         })
     }

@@ -34,8 +34,8 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
     let fenced = b.metadata.is_fenced();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
-    // acks=all: (topic index, partition index in it, partition, last offset) to wait for.
-    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    // acks=all: (topic index, partition index in it, partition, leader epoch, last offset).
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i32, i64)> = Vec::new();
     for t in req.topic_data {
         // v13 names topics by id.
         let topic = if version >= 13 {
@@ -161,7 +161,13 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                             .messages_in(&topic.name, (a.last_offset - a.base_offset + 1) as u64);
                     }
                     if req.acks == -1 {
-                        waits.push((responses.len(), parts.len(), part.clone(), a.last_offset));
+                        waits.push((
+                            responses.len(),
+                            parts.len(),
+                            part.clone(),
+                            a.leader_epoch,
+                            a.last_offset,
+                        ));
                     }
                     parts.push(
                         PartitionProduceResponse::default()
@@ -192,12 +198,12 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
     // slowest, as concurrent waits would.
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let deadline = tokio::time::Instant::now() + timeout;
-    for (ti, pi, part, last_offset) in waits {
+    for (ti, pi, part, epoch, last_offset) in waits {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = tokio::select! {
             // Committed-at-once (standalone, or ISR alone) answers without arming the poll.
             biased;
-            r = part.wait_committed(last_offset, left) => r,
+            r = part.wait_committed(epoch, last_offset, left) => r,
             // Cut off from the coordinator: a newer leader may exist, so this one stops
             // waiting for followers that may never come and lets the client look elsewhere.
             _ = fenced_soon(b) => Err(CommitError::NotLeader),

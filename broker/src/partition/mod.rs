@@ -98,6 +98,43 @@ struct Replication {
     /// Follower only: the log must be reconciled with the leader's (OffsetForLeaderEpoch)
     /// before fetching, because the leader or its epoch changed.
     needs_truncation: bool,
+    /// Leader only: the ISR change sent to the metadata store whose outcome is not known yet,
+    /// with the partition epoch it was based on. Until a newer stored state arrives, the high
+    /// watermark counts its added members too (Kafka's "maximal ISR", KIP-497): a member that
+    /// may already be in the stored ISR, and so electable, must hold everything committed.
+    pending_isr: Option<(i32, IsrChange)>,
+}
+
+impl Replication {
+    /// The ISR the high watermark is computed over: the stored one plus pending additions.
+    fn maximal_isr(&self) -> Vec<i32> {
+        let mut isr = self.isr.clone();
+        if let Some((_, ch)) = &self.pending_isr {
+            for r in &ch.new_isr {
+                if !isr.contains(r) {
+                    isr.push(*r);
+                }
+            }
+        }
+        isr
+    }
+
+    /// A stored state newer than the one a pending change was based on settles it (it was
+    /// written, or something else was); so does a change of leadership.
+    fn settle_pending_isr(&mut self) {
+        let settled = match (&self.pending_isr, self.role) {
+            (Some((pe, ch)), Role::Leader { epoch }) => {
+                self.partition_epoch != *pe
+                    || ch.leader_epoch != epoch
+                    || ch.new_isr.iter().any(|r| !self.replicas.contains(r))
+            }
+            (Some(_), Role::Follower { .. }) => true,
+            (None, _) => false,
+        };
+        if settled {
+            self.pending_isr = None;
+        }
+    }
 }
 
 /// A leader's ISR change to write through the metadata store.
@@ -117,6 +154,10 @@ pub struct Appended {
     pub log_append_time: i64,
     pub log_start_offset: i64,
     pub duplicate: bool,
+    /// The leader epoch the batch is in the log under: an acks=all wait must see the high
+    /// watermark pass it in this epoch (`wait_committed`), not in a later leadership whose log
+    /// may hold other data at the same offsets.
+    pub leader_epoch: i32,
 }
 
 struct PartitionState {
@@ -205,6 +246,7 @@ impl Partition {
                 followers: HashMap::new(),
                 epoch_start_offset: 0,
                 needs_truncation: false,
+                pending_isr: None,
             }),
             changed: Notify::new(),
             data_arrived,
@@ -273,6 +315,7 @@ impl Partition {
                         log_append_time: -1,
                         log_start_offset: st.log.log_start_offset(),
                         duplicate: true,
+                        leader_epoch,
                     })
                 }
                 SequenceCheck::OutOfOrder { expected, got } => {
@@ -316,6 +359,7 @@ impl Partition {
             log_append_time: r.log_append_time,
             log_start_offset: r.log_start_offset,
             duplicate: false,
+            leader_epoch,
         })
     }
 
@@ -428,15 +472,19 @@ impl Partition {
     /// leader epoch resets the followers' fetch state; a follower of a new epoch must truncate
     /// against its leader before fetching.
     pub fn apply_meta(&self, pm: &PartitionMeta, min_isr: usize, now_ms: i64) {
+        // The log lock first (every path takes it before the role's), so becoming leader never
+        // interleaves with a follower's append or truncation still in progress: the epoch starts
+        // exactly at the log end, and nothing cuts the new leader's log.
+        let mut st = write(&self.state);
         let became_leader = self.apply_meta_locked(pm, min_isr, now_ms);
         if became_leader {
             // Record where the epoch starts before any append, so followers asking
             // OffsetForLeaderEpoch about it get an answer at once (as Kafka does).
-            let mut st = write(&self.state);
             if let Err(e) = st.log.assign_leader_epoch(pm.leader_epoch) {
                 tracing::error!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");
             }
         }
+        drop(st);
         self.changed.notify_waiters();
     }
 
@@ -490,6 +538,7 @@ impl Partition {
                     .or_insert_with(|| FollowerState::new(now_ms));
             }
             r.followers.retain(|x, _| pm.replicas.contains(x));
+            r.settle_pending_isr();
             self.update_hw_locked(&mut r);
         } else {
             let role = Role::Follower {
@@ -504,6 +553,7 @@ impl Partition {
             }
             r.isr = pm.isr.clone();
             r.partition_epoch = pm.partition_epoch;
+            r.settle_pending_isr();
         }
         became_leader
     }
@@ -519,7 +569,8 @@ impl Partition {
             return;
         }
         let cur = self.high_watermark();
-        let hw = isr::high_watermark(r.me, self.log_end_offset(), &r.isr, &r.followers, cur);
+        let isr = r.maximal_isr();
+        let hw = isr::high_watermark(r.me, self.log_end_offset(), &isr, &r.followers, cur);
         if hw != cur {
             self.hw.store(hw, Ordering::Release);
             self.changed.notify_waiters();
@@ -559,12 +610,19 @@ impl Partition {
         Ok(expand)
     }
 
-    /// Leader: the ISR change due now (shrink first, then expand), if any.
+    /// Leader: the ISR change due now (shrink first, then expand), if any. The caller sends it
+    /// to the metadata store; until a newer stored state arrives it stays pending and is sent
+    /// again as it is (its outcome may be unknown, e.g. the answer was lost), like Kafka's
+    /// AlterPartition retries.
     pub fn isr_change_due(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrChange> {
-        let r = lock(&self.repl);
+        let mut r = lock(&self.repl);
         let Role::Leader { epoch } = r.role else {
             return None;
         };
+        r.settle_pending_isr();
+        if let Some((_, ch)) = &r.pending_isr {
+            return Some(ch.clone());
+        }
         let (new_isr, shrink) =
             match isr::shrink_isr(r.me, &r.isr, &r.followers, now_ms, lag_max_ms) {
                 Some(n) => (n, true),
@@ -581,12 +639,14 @@ impl Partition {
                     false,
                 ),
             };
-        Some(IsrChange {
+        let change = IsrChange {
             leader_epoch: epoch,
             partition_epoch: r.partition_epoch,
             new_isr,
             shrink,
-        })
+        };
+        r.pending_isr = Some((r.partition_epoch, change.clone()));
+        Some(change)
     }
 
     /// Leader: the ISR write succeeded; adopt the stored state.
@@ -602,6 +662,7 @@ impl Partition {
         }
         r.isr = pm.isr.clone();
         r.partition_epoch = pm.partition_epoch;
+        r.settle_pending_isr();
         self.update_hw_locked(&mut r);
         drop(r);
         self.changed.notify_waiters();
@@ -637,18 +698,19 @@ impl Partition {
         matches!(r.role, Role::Leader { .. }) && r.isr.len() < r.replicas.len()
     }
 
-    /// acks=all: waits until the high watermark passes `last_offset`. Kafka's DelayedProduce:
-    /// once committed, an ISR below min.insync.replicas still fails the request.
+    /// acks=all: waits until the high watermark passes `last_offset`, appended as leader of
+    /// `leader_epoch` (`Appended::leader_epoch`). Kafka's DelayedProduce: once committed, an ISR
+    /// below min.insync.replicas still fails the request. Leadership in any other epoch is
+    /// `NotLeader`: if it moved away and back, the batch may have been truncated meanwhile and
+    /// the offset reused.
     pub async fn wait_committed(
         &self,
+        leader_epoch: i32,
         last_offset: i64,
         timeout: Duration,
     ) -> Result<(), CommitError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let epoch0 = match self.role() {
-            Role::Leader { epoch } => epoch,
-            Role::Follower { .. } => return Err(CommitError::NotLeader),
-        };
+        let epoch0 = leader_epoch;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -688,6 +750,9 @@ impl Partition {
 
     /// Follower: the leader's high watermark arrived; ours is min(that, our log end).
     pub fn set_follower_hw(&self, leader_hw: i64) {
+        // Under the log lock, which becoming leader takes too: a response handled just as
+        // leadership arrived must not overwrite the new leader's own high watermark.
+        let _st = read(&self.state);
         if self.is_leader() {
             return;
         }
@@ -698,9 +763,15 @@ impl Partition {
     }
 
     /// Drops everything at and after `offset` (a follower's divergent tail) and rebuilds the
-    /// idempotent-producer state from what remains.
+    /// idempotent-producer state from what remains. A leader's log is never cut (a follower's fetch response or truncation round that
+    /// finishes just after leadership arrived here): it is a no-op there.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let mut st = write(&self.state);
+        // Checked under the state lock, which every role change to leader also takes.
+        if self.is_leader() {
+            tracing::debug!(topic = %self.topic, partition = self.index, offset, "not truncating: this broker leads the partition now");
+            return Ok(());
+        }
         if offset >= st.log.log_end_offset() {
             // Nothing to cut, but the log still drops leader-epoch entries at its end (an epoch
             // this replica assigned as leader and never wrote in); without that, a truncation
@@ -722,6 +793,9 @@ impl Partition {
     /// and continue empty at the leader's log start.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
         let mut st = write(&self.state);
+        if self.is_leader() {
+            return Ok(());
+        }
         tracing::info!(topic = %self.topic, partition = self.index, start = offset, "follower restarts its log at the leader's log start");
         st.log.truncate_fully_and_start_at(offset)?;
         st.producers = ProducerStateTable::default();
@@ -735,12 +809,40 @@ impl Partition {
     /// over as leader. A trailing partial batch (the leader cut at its size limit) is left for
     /// the next fetch. Returns the new log end.
     pub fn append_replicated(&self, data: &[u8]) -> Result<i64, AppendError> {
+        self.append_replicated_checked(data, |role, _| !matches!(role, Role::Leader { .. }))
+    }
+
+    /// [`Self::append_replicated`] of a fetch response from `leader` in `epoch`: refused
+    /// (`NotLeader`) unless this replica still follows exactly that leader epoch and has
+    /// reconciled its log with it. Checked under the log lock, which role changes take too, so
+    /// a response that raced a leader change can never land after the new epoch's truncation
+    /// (the old leader's divergent data would then sit below what this replica reports to the
+    /// new leader as its log end).
+    pub fn append_replicated_from(
+        &self,
+        leader: i32,
+        epoch: i32,
+        data: &[u8],
+    ) -> Result<i64, AppendError> {
+        self.append_replicated_checked(data, |role, needs_truncation| {
+            role == Role::Follower { leader, epoch } && !needs_truncation
+        })
+    }
+
+    fn append_replicated_checked(
+        &self,
+        data: &[u8],
+        allowed: impl Fn(Role, bool) -> bool,
+    ) -> Result<i64, AppendError> {
         let mut it = BatchIter::new(data);
         let headers: Vec<BatchHeader> = it.by_ref().map(|(_, h)| h).collect();
         let framed = it.position();
         let mut st = write(&self.state);
-        if self.is_leader() {
-            return Err(AppendError::NotLeader);
+        {
+            let r = lock(&self.repl);
+            if !allowed(r.role, r.needs_truncation) {
+                return Err(AppendError::NotLeader);
+            }
         }
         if framed == 0 {
             return Ok(st.log.log_end_offset());

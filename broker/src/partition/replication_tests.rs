@@ -106,7 +106,7 @@ async fn hw_is_the_min_over_the_isr_and_acks_all_waits_for_it() {
     let waiter = {
         let p = p.clone();
         tokio::spawn(async move {
-            p.wait_committed(a.last_offset, Duration::from_secs(5))
+            p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_secs(5))
                 .await
         })
     };
@@ -130,14 +130,14 @@ async fn acks_all_times_out_and_sees_leadership_move() {
     p.apply_meta(&meta(ME, 1, &[1, 2], 0), 1, 0);
     let a = append(&p, 1).unwrap();
     assert_eq!(
-        p.wait_committed(a.last_offset, Duration::from_millis(30))
+        p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_millis(30))
             .await,
         Err(CommitError::Timeout)
     );
     let waiter = {
         let p = p.clone();
         tokio::spawn(async move {
-            p.wait_committed(a.last_offset, Duration::from_secs(5))
+            p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_secs(5))
                 .await
         })
     };
@@ -183,7 +183,7 @@ async fn shrink_expand_and_min_insync() {
     p.apply_isr(&meta(ME, 1, &[1], 6));
     let a = append(&p, 1).unwrap();
     assert_eq!(
-        p.wait_committed(a.last_offset, Duration::from_secs(1))
+        p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_secs(1))
             .await,
         Err(CommitError::NotEnoughReplicas)
     );
@@ -279,4 +279,162 @@ fn a_follower_fetching_past_the_log_end_counts_for_nothing() {
         p.record_follower_fetch(7, 0, 30),
         Err(AppendError::NotLeader)
     ));
+}
+
+/// Every member of the stored ISR holds everything below the HW (the leader's own LEO counts
+/// for it): otherwise electing that member loses committed, acknowledged writes.
+fn assert_hw_within_isr(p: &Partition, leos: &[(i32, i64)]) {
+    let hw = p.high_watermark();
+    for id in p.isr() {
+        let leo = if id == ME {
+            p.log_end_offset()
+        } else {
+            leos.iter()
+                .find(|(r, _)| *r == id)
+                .map(|(_, l)| *l)
+                .unwrap_or(-1)
+        };
+        assert!(
+            hw <= leo,
+            "HW {hw} above ISR member {id}'s log end {leo} (ISR {:?})",
+            p.isr()
+        );
+    }
+}
+
+#[test]
+fn hw_does_not_pass_a_follower_whose_isr_expansion_is_in_flight() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 2, 0);
+    append(&p, 10).unwrap();
+    p.record_follower_fetch(2, 10, 100).unwrap();
+    assert_eq!(p.high_watermark(), 10);
+    // 3 reached the HW: the leader decides to add it and sends the compare-and-set...
+    assert!(p.record_follower_fetch(3, 10, 100).unwrap());
+    let ch = p.isr_change_due(100, 1_000).expect("expand due");
+    assert_eq!(ch.new_isr, vec![1, 2, 3]);
+    // ...and while it is in flight, more is written and 2 (but not 3) fetches it.
+    append(&p, 5).unwrap();
+    p.record_follower_fetch(2, 15, 150).unwrap();
+    // The write lands: 3 is in the ISR with log end 10.
+    p.apply_isr(&meta(ME, 1, &[1, 2, 3], 1));
+    assert_hw_within_isr(&p, &[(2, 15), (3, 10)]);
+    p.record_follower_fetch(3, 15, 200).unwrap();
+    assert_eq!(p.high_watermark(), 15);
+}
+
+#[test]
+fn an_isr_expansion_with_an_unknown_outcome_holds_the_hw_until_the_state_is_known() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(&meta(ME, 1, &[1, 2], 3), 2, 0);
+    append(&p, 10).unwrap();
+    p.record_follower_fetch(2, 10, 100).unwrap();
+    assert!(p.record_follower_fetch(3, 10, 100).unwrap());
+    let ch = p.isr_change_due(100, 1_000).expect("expand due");
+    // The compare-and-set's answer is lost (connection loss): it may have been written.
+    append(&p, 5).unwrap();
+    p.record_follower_fetch(2, 15, 150).unwrap();
+    assert_eq!(p.high_watermark(), 10, "3 may be in the stored ISR already");
+    // Next round retries the same change (3 stopped fetching: no fresh decision would add it).
+    assert_eq!(p.isr_change_due(5_000, 1_000), Some(ch));
+    // The stored state turns up through the view: it was written.
+    p.apply_meta(&meta(ME, 1, &[1, 2, 3], 4), 2, 200);
+    assert_hw_within_isr(&p, &[(2, 15), (3, 10)]);
+    // Or a later state without 3 (shrunk by the controller): the HW moves on.
+    p.apply_meta(&meta(ME, 1, &[1, 2], 5), 2, 300);
+    p.record_follower_fetch(2, 15, 300).unwrap();
+    assert_eq!(p.high_watermark(), 15);
+}
+
+#[tokio::test]
+async fn an_ack_waits_in_the_epoch_of_its_append() {
+    // A multi-partition produce waits for one partition after another: meanwhile another
+    // partition's leadership can move away (its unreplicated tail truncated) and come back in
+    // a later epoch, where the HW passes the same offsets holding other data.
+    let d = tempfile::tempdir().unwrap();
+    let p = Arc::new(open(d.path()));
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 2, 0);
+    let a = append(&p, 4).unwrap();
+    p.apply_meta(&meta(2, 2, &[2], 1), 2, 0);
+    p.truncate_to(0).unwrap();
+    p.apply_meta(&meta(ME, 3, &[1, 2], 2), 2, 0);
+    append(&p, 4).unwrap();
+    p.record_follower_fetch(2, 4, 10).unwrap();
+    assert_eq!(p.high_watermark(), 4);
+    assert_eq!(
+        p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_millis(100))
+            .await,
+        Err(CommitError::NotLeader),
+        "the acknowledged batch is no longer in the log"
+    );
+}
+
+#[test]
+fn a_leader_never_truncates() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 2, 0);
+    append(&p, 5).unwrap();
+    // A fetch response handled just as leadership arrived must not cut the new leader's log.
+    p.truncate_to(2).unwrap();
+    assert_eq!(p.log_end_offset(), 5);
+    p.truncate_fully_and_start_at(9).unwrap();
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (0, 5));
+}
+
+#[test]
+fn a_fetch_response_of_an_older_leader_epoch_is_not_appended() {
+    let d = tempfile::tempdir().unwrap();
+    let leader = open(&d.path().join("leader"));
+    leader.apply_meta(&meta(ME, 3, &[ME], 0), 1, 0);
+    append(&leader, 4).unwrap();
+    let data = leader.read(0, 1 << 20, i64::MAX, true).unwrap().data;
+
+    let f = open(&d.path().join("follower"));
+    f.apply_meta(&meta(2, 3, &[1, 2], 0), 1, 0);
+    // Not reconciled with epoch 3's leader yet.
+    assert!(matches!(
+        f.append_replicated_from(2, 3, &data),
+        Err(AppendError::NotLeader)
+    ));
+    f.truncation_done(3);
+    // The leader changed while the response from broker 2 (epoch 3) was being handled.
+    f.apply_meta(&meta(3, 4, &[1, 3], 1), 1, 0);
+    f.truncation_done(4);
+    assert!(matches!(
+        f.append_replicated_from(2, 3, &data),
+        Err(AppendError::NotLeader)
+    ));
+    assert_eq!(f.log_end_offset(), 0);
+    assert_eq!(f.append_replicated_from(3, 4, &data).unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_pending_isr_expansion_does_not_count_for_min_insync() {
+    let d = tempfile::tempdir().unwrap();
+    let p = open(d.path());
+    p.apply_meta(&meta(ME, 1, &[ME], 0), 2, 0);
+    assert!(p.record_follower_fetch(2, 0, 100).unwrap());
+    let ch = p.isr_change_due(100, 1_000).expect("expand due");
+    assert_eq!(ch.new_isr, vec![1, 2]);
+    // Not written yet: the stored ISR is still [1], below min.insync.replicas=2, even once 2
+    // holds the batch.
+    assert_eq!(p.isr(), vec![ME]);
+    let a = append(&p, 1).unwrap();
+    p.record_follower_fetch(2, 1, 150).unwrap();
+    assert_eq!(p.high_watermark(), 1);
+    assert_eq!(
+        p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_millis(100))
+            .await,
+        Err(CommitError::NotEnoughReplicas)
+    );
+    // The write lands: now it counts.
+    p.apply_isr(&meta(ME, 1, &[1, 2], 1));
+    assert_eq!(
+        p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_millis(100))
+            .await,
+        Ok(())
+    );
 }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::truncation::{truncation_offset, LeaderAnswer};
 use crate::broker::Broker;
-use crate::partition::{Partition, Role};
+use crate::partition::{AppendError, Partition, Role};
 
 /// Partitions one fetcher follows (all led by the same broker).
 type PartitionSet = Vec<Arc<Partition>>;
@@ -281,8 +281,10 @@ fn handle_fetch_response(
             match ResponseError::try_from_code(pd.error_code) {
                 None => {
                     if let Some(data) = pd.records.as_ref().filter(|d| !d.is_empty()) {
-                        match p.append_replicated(data) {
+                        match p.append_replicated_from(leader, *epoch, data) {
                             Ok(_) => {}
+                            // The role moved on since the check above: drop the data.
+                            Err(AppendError::NotLeader) => continue,
                             Err(e) => {
                                 tracing::error!(topic = %p.topic, partition = p.index, leader, error = %e, "replicated append failed");
                                 backoff = true;

@@ -60,8 +60,9 @@ def test_kill9_controller_under_acks_all_load(cluster):
     ctl = cluster.controller_id()
     assert ctl in {b.broker_id for b in cluster.brokers}
     cluster.broker(ctl).kill9()
-    new_ctl = wait_until(lambda: (c := cluster.controller_id()) >= 0 and c != ctl and c, 30,
-                         what=f"a new controller after {ctl} was killed")
+    # (id,) tuples: broker id 0 is a valid answer but falsy.
+    (new_ctl,) = wait_until(lambda: (c := cluster.controller_id()) >= 0 and c != ctl and (c,), 30,
+                            what=f"a new controller after {ctl} was killed")
     print(f"controller moved {ctl} -> {new_ctl}")
     for p in range(PARTITIONS):
         cluster.wait_leader(load.topic, p, not_in={ctl}, timeout=30)
@@ -230,3 +231,29 @@ def test_no_unclean_leader_election_by_default(cluster):
     load.wait_acks(200, 60, "after the last in-sync replica returned")
     load.stop()
     verify(load, cluster.bootstrap, strict=False)
+
+
+def test_controller_killed_while_creating_a_topic(cluster):
+    """The controller dies right after a 30-partition topic is requested: the next controller
+    re-reads the tree and finishes the job (every partition gets a live leader from its replicas),
+    and the topic takes acks=all writes on every partition."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    topic = unique_topic("mid-change")
+    ctl = cluster.controller_id()
+    cluster.admin().create_topics([NewTopic(topic, 30, 3, config={"min.insync.replicas": "2"})], request_timeout=15)
+    time.sleep(0.05)
+    cluster.broker(ctl).kill9()
+    live = {b.broker_id for b in cluster.live()}
+    wait_until(lambda: len(ps := cluster.partitions(topic)) == 30
+               and all(p.leader in live and set(p.isrs) == set(p.replicas) & live for p in ps.values()), 40,
+               interval=0.3, what=f"all 30 partitions led by live brokers {sorted(live)} after controller {ctl} died")
+    cluster.broker(ctl).restart()
+    cluster.wait_full_isr(topic, timeout=60)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                  "message.timeout.ms": 20000})
+    errors = []
+    for i in range(30):
+        p.produce(topic, b"x", partition=i, on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(30) == 0 and not errors, errors
