@@ -73,7 +73,6 @@ start coordinator "$BIN/rivulet-coordinator" --client-addr "$COORD" --admin-addr
 wait_http http://127.0.0.1:8081/readyz coordinator "$(last_pid)" || {
   echo "coordinator did not start; its log:" >&2; tail -20 "$DATA/coordinator.log" >&2; exit 1; }
 
-mode=cluster
 for i in $(seq 0 $((BROKERS - 1))); do
   start "broker-$i" "$BIN/rivulet-broker" --broker-id "$i" \
     --listen-addr "127.0.0.1:$((9092 + i))" --advertised-addr "127.0.0.1:$((9092 + i))" \
@@ -85,11 +84,6 @@ bootstrap=
 for i in $(seq 0 $((BROKERS - 1))); do
   pid=${pids[$((i + 1))]}
   if ! wait_http "http://127.0.0.1:$((8092 + i))/readyz" "broker-$i" "$pid"; then
-    if grep -q "not available in this build yet" "$DATA/broker-$i.log"; then
-      # A binary without cluster mode: fall back to one standalone broker so `make run` works.
-      mode=standalone
-      break
-    fi
     echo "broker-$i did not become ready; its log ($DATA/broker-$i.log):" >&2
     tail -20 "$DATA/broker-$i.log" >&2
     exit 1
@@ -97,22 +91,9 @@ for i in $(seq 0 $((BROKERS - 1))); do
   bootstrap+="${bootstrap:+,}127.0.0.1:$((9092 + i))"
 done
 
-if [ "$mode" = standalone ]; then
-  for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  pids=("${pids[0]}")
-  names=("${names[0]}")
-  cmds=("${cmds[0]}")
-  echo "note: this rivulet-broker has no cluster mode yet; running ONE standalone broker" >&2
-  start broker-0 "$BIN/rivulet-broker" --broker-id 0 --listen-addr 127.0.0.1:9092 \
-    --admin-addr 127.0.0.1:8092 --data-dir "$DATA/broker-0"
-  wait_http http://127.0.0.1:8092/readyz broker-0 "$(last_pid)" || {
-    echo "broker-0 did not start; its log:" >&2; tail -20 "$DATA/broker-0.log" >&2; exit 1; }
-  bootstrap=127.0.0.1:9092
-fi
-
 cat <<MSG
 
-Rivulet is running on loopback ($mode mode; data and logs in $DATA):
+Rivulet is running on loopback (data and logs in $DATA):
   bootstrap    $bootstrap
   brokers      $(for i in $(seq 0 $((${#pids[@]} - 2))); do printf '%s ' "$i=127.0.0.1:$((9092 + i))(${ZONES[$i]})"; done)
   admin        brokers http://127.0.0.1:8092/metrics (broker 1: 8093, broker 2: 8094; also /readyz), coordinator http://127.0.0.1:8081/metrics
