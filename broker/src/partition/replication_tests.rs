@@ -438,3 +438,71 @@ async fn a_pending_isr_expansion_does_not_count_for_min_insync() {
         Ok(())
     );
 }
+
+/// KIP-101 end to end on two replicas: the old leader's unreplicated idempotent tail is cut on
+/// the leader change, and with it the producer's sequence state, so the producer's retry (which
+/// the new leader appended at other offsets) is answered with the new leader's offsets.
+#[test]
+fn an_old_leaders_unreplicated_tail_and_its_producer_state_go_on_truncation() {
+    use crate::replication::truncation::{truncation_offset, LeaderAnswer};
+    let d = tempfile::tempdir().unwrap();
+    let open_as = |name: &str, me: i32| {
+        Partition::open(
+            d.path().join(name),
+            "t",
+            0,
+            Uuid::nil(),
+            LogConfig::default(),
+            me,
+            Arc::new(Notify::new()),
+        )
+        .expect("open")
+    };
+    let idem = |p: &Partition, seq: i32| {
+        let mut b = batch(2, 42, seq);
+        let h = validate_batches(&b).unwrap();
+        p.append(&mut b, &h, 0, 1_000).unwrap()
+    };
+    let (a, b) = (open_as("a", 1), open_as("b", 2));
+    a.apply_meta(&meta(1, 1, &[1, 2], 0), 2, 0);
+    b.apply_meta(&meta(1, 1, &[1, 2], 0), 2, 0);
+    b.truncation_done(1);
+    append(&a, 4).unwrap();
+    let data = a.read(0, 1 << 20, i64::MAX, true).unwrap().data;
+    b.append_replicated_from(1, 1, &data).unwrap();
+    // A's tail, never replicated: producer 42's first batch at 4..5.
+    assert_eq!(idem(&a, 0).base_offset, 4);
+
+    // B takes over in epoch 2, writes 3 records, then the producer's retry lands at 7..8.
+    b.apply_meta(&meta(2, 2, &[2], 1), 2, 0);
+    append(&b, 3).unwrap();
+    let retried = idem(&b, 0);
+    assert!(!retried.duplicate);
+    assert_eq!(retried.base_offset, 7);
+
+    // A follows B: OffsetForLeaderEpoch for A's latest epoch (1) says it ends at 4 on B.
+    a.apply_meta(&meta(2, 2, &[2], 1), 2, 0);
+    assert!(a.needs_truncation());
+    let latest = a.latest_epoch().unwrap();
+    let (epoch, end_offset) = b.end_offset_for_epoch(latest).unwrap();
+    let t = truncation_offset(
+        latest,
+        LeaderAnswer::EpochEnd { epoch, end_offset },
+        a.log_end_offset(),
+        a.high_watermark(),
+        |e| a.end_offset_for_epoch(e),
+    );
+    assert_eq!((t.offset, t.done), (4, true));
+    a.truncate_to(t.offset).unwrap();
+    a.truncation_done(2);
+    let rest = b.read(4, 1 << 20, i64::MAX, true).unwrap().data;
+    assert_eq!(a.append_replicated_from(2, 2, &rest).unwrap(), 9);
+
+    // A leads again: the producer's retry of the same batch is the one at 7..8.
+    a.apply_meta(&meta(1, 3, &[1, 2], 2), 2, 0);
+    let again = idem(&a, 0);
+    assert!(again.duplicate);
+    assert_eq!((again.base_offset, again.last_offset), (7, 8));
+    // And its next batch continues the sequence.
+    assert_eq!(idem(&a, 2).base_offset, 9);
+}
