@@ -172,6 +172,20 @@ def test_kill9_leader_with_apache_zookeeper(cluster_factory):
     test_kill9_leader_under_acks_all_load(cluster)
 
 
+@pytest.mark.zookeeper
+def test_kill9_controller_with_apache_zookeeper(cluster_factory):
+    """Controller failover (ephemeral /controller, epoch-checked writes) on Apache ZooKeeper 3.8."""
+    cluster = cluster_factory(coordinator="zookeeper", chroot="/rivulet")
+    test_kill9_controller_under_acks_all_load(cluster)
+
+
+@pytest.mark.zookeeper
+def test_rolling_restart_with_apache_zookeeper(cluster_factory):
+    """Controlled shutdown and rejoin, one broker at a time, on Apache ZooKeeper 3.8."""
+    cluster = cluster_factory(coordinator="zookeeper", chroot="/rivulet")
+    test_rolling_restart_under_load_loses_and_fails_nothing(cluster)
+
+
 def test_acks_all_refused_below_min_insync_replicas(cluster):
     """With only the leader left in the ISR of an RF=3 min.insync.replicas=2 topic, acks=all
     produce fails with NOT_ENOUGH_REPLICAS (nothing acknowledged), acks=1 still works, and
