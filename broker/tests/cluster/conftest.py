@@ -27,7 +27,7 @@ def cluster_factory(tmp_path, request):
             try:
                 c.start()
             except ClusterModeMissing as e:
-                pytest.skip(f"rivulet-broker has no cluster mode in this build: {e}")
+                pytest.fail(f"rivulet-broker refused cluster mode: {e}")
         return c
 
     yield make

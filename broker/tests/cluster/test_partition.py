@@ -39,7 +39,7 @@ def netcluster(tmp_path, request):
         try:
             c.start()
         except ClusterModeMissing as e:
-            pytest.skip(f"rivulet-broker has no cluster mode in this build: {e}")
+            pytest.fail(f"rivulet-broker refused cluster mode: {e}")
         yield c, net
     finally:
         if c is not None:
