@@ -59,6 +59,9 @@ pub struct ClusterView {
     pub default_broker_configs: BTreeMap<String, String>,
     /// Dynamic per-broker configs.
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Brokers in controlled shutdown: leaders must not add them back to an ISR (KIP-841), or
+    /// acks=all writes would wait on a replica that is about to stop fetching.
+    pub shutting_down: std::collections::BTreeSet<i32>,
 }
 
 impl ClusterView {

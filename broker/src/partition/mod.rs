@@ -615,6 +615,17 @@ impl Partition {
     /// again as it is (its outcome may be unknown, e.g. the answer was lost), like Kafka's
     /// AlterPartition retries.
     pub fn isr_change_due(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrChange> {
+        self.isr_change_due_excluding(now_ms, lag_max_ms, &std::collections::BTreeSet::new())
+    }
+
+    /// As `isr_change_due`, never adding a broker of `shutting_down` (in controlled shutdown:
+    /// it is about to stop fetching, and acks=all writes would wait on it — KIP-841).
+    pub fn isr_change_due_excluding(
+        &self,
+        now_ms: i64,
+        lag_max_ms: i64,
+        shutting_down: &std::collections::BTreeSet<i32>,
+    ) -> Option<IsrChange> {
         let mut r = lock(&self.repl);
         let Role::Leader { epoch } = r.role else {
             return None;
@@ -629,7 +640,11 @@ impl Partition {
                 None => (
                     isr::expand_isr(
                         &r.isr,
-                        &r.replicas,
+                        &r.replicas
+                            .iter()
+                            .copied()
+                            .filter(|x| !shutting_down.contains(x))
+                            .collect::<Vec<i32>>(),
                         &r.followers,
                         self.high_watermark(),
                         r.epoch_start_offset,

@@ -159,6 +159,24 @@ async fn acks_all_times_out_and_sees_leadership_move() {
 }
 
 #[tokio::test]
+async fn a_replica_in_controlled_shutdown_is_not_added_back_to_the_isr() {
+    let d = tempfile::tempdir().unwrap();
+    let p = Arc::new(open(d.path()));
+    p.apply_meta(&meta(ME, 1, &[1, 2], 4), 2, 0);
+    append(&p, 2).unwrap();
+    p.record_follower_fetch(2, 2, 100).unwrap();
+    // Replica 3 (dropped from the ISR by its controlled shutdown) still fetches and is caught up.
+    p.record_follower_fetch(3, 2, 100).unwrap();
+    let shutting: std::collections::BTreeSet<i32> = [3].into_iter().collect();
+    assert_eq!(p.isr_change_due_excluding(100, 1_000, &shutting), None);
+    // Once its shutdown request is gone (it restarted), it may rejoin.
+    let ch = p
+        .isr_change_due_excluding(100, 1_000, &Default::default())
+        .expect("expand due");
+    assert_eq!(ch.new_isr, vec![1, 2, 3]);
+}
+
+#[tokio::test]
 async fn shrink_expand_and_min_insync() {
     let d = tempfile::tempdir().unwrap();
     let p = Arc::new(open(d.path()));

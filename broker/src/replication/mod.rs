@@ -52,8 +52,10 @@ async fn update_isrs(b: &Arc<Broker>, lag_max: i64) {
     if b.metadata.is_fenced() {
         return;
     }
+    let shutting_down = b.metadata.view().shutting_down.clone();
     for p in b.replicas.all() {
-        let Some(change) = p.isr_change_due(crate::now_ms(), lag_max) else {
+        let Some(change) = p.isr_change_due_excluding(crate::now_ms(), lag_max, &shutting_down)
+        else {
             continue;
         };
         let result = b

@@ -41,6 +41,8 @@ pub struct Tree {
     pub topic_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Keyed by entity name: `<default>` or a broker id.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Brokers with a pending controlled-shutdown request.
+    pub shutting_down: BTreeSet<i32>,
 }
 
 /// Something in the tree that one watch event asks to re-read.
@@ -53,6 +55,7 @@ pub enum Key {
     State(String, i32),
     TopicConfig(String),
     BrokerConfig(String),
+    ShuttingDown(i32),
 }
 
 /// Which part of the tree a changed path belongs to; `None` for paths the view does not use.
@@ -70,6 +73,9 @@ pub fn classify(path: &str) -> Option<Key> {
     };
     if let Some(rest) = child(layout::BROKER_IDS) {
         return rest.parse().ok().map(Key::Broker);
+    }
+    if let Some(rest) = child(layout::CONTROLLED_SHUTDOWN) {
+        return rest.parse().ok().map(Key::ShuttingDown);
     }
     if let Some(rest) = child(layout::TOPICS) {
         let parts: Vec<&str> = rest.split('/').collect();
@@ -191,6 +197,11 @@ impl Tree {
         for entity in children(client, layout::CONFIG_BROKERS).await? {
             t.refresh(client, Key::BrokerConfig(entity)).await?;
         }
+        t.shutting_down = children(client, layout::CONTROLLED_SHUTDOWN)
+            .await?
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
         Ok(t)
     }
 
@@ -274,6 +285,16 @@ impl Tree {
                     None => {
                         self.topic_configs.remove(&topic);
                     }
+                }
+            }
+            Key::ShuttingDown(id) => {
+                if get(client, &layout::controlled_shutdown_path(id))
+                    .await?
+                    .is_some()
+                {
+                    self.shutting_down.insert(id);
+                } else {
+                    self.shutting_down.remove(&id);
                 }
             }
             Key::BrokerConfig(entity) => {
@@ -398,6 +419,7 @@ impl Tree {
             topics,
             default_broker_configs,
             broker_configs,
+            shutting_down: self.shutting_down.clone(),
         }
     }
 
@@ -442,6 +464,10 @@ mod tests {
             Some(Key::TopicConfig("t".into()))
         );
         assert_eq!(classify("/admin/delete_topics/t"), None);
+        assert_eq!(
+            classify("/admin/controlled_shutdown/2"),
+            Some(Key::ShuttingDown(2))
+        );
     }
 
     fn stat(version: i32, czxid: i64) -> zk::Stat {
