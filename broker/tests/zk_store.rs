@@ -5,8 +5,7 @@
 //! binary's cluster-mode start-up and errors.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,187 +15,12 @@ use rivulet_broker::cluster::zk_store::{ZkMetadataStore, ZkSettings};
 use rivulet_broker::metadata::{BrokerMeta, ClusterView, MetadataError, MetadataStore, NewTopic};
 use zookeeper_client as zk;
 
+mod support;
+
+use support::{free_port, ApacheZooKeeper, Coordinator as Server};
+
 const BROKER: &str = env!("CARGO_BIN_EXE_rivulet-broker");
 const SESSION: Duration = Duration::from_millis(2000);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The coordinator binary of this build: next to this test's profile directory (where
-/// `cargo test --workspace` puts every binary), else `$RIVULET_COORDINATOR_BIN`, else the usual
-/// target directories.
-fn coordinator_bin() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("RIVULET_COORDINATOR_BIN") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(profile) = exe.parent().and_then(|deps| deps.parent()) {
-            candidates.push(profile.join("rivulet-coordinator"));
-        }
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    for dir in [root.join("target/release"), root.join("target/debug")] {
-        candidates.push(dir.join("rivulet-coordinator"));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .expect("rivulet-coordinator is not built: `cargo test --workspace` builds it, or run `cargo build -p rivulet-coordinator` (same profile) first")
-}
-
-fn ruok(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut out = String::new();
-    s.write_all(b"ruok").is_ok() && s.read_to_string(&mut out).is_ok() && out == "imok"
-}
-
-/// A coordinator (ours or Apache ZooKeeper) on a free loopback port, killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn wait_ready(mut self, limit: Duration) -> Server {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("coordinator exited during start: {status}");
-            }
-            if ruok(&self.addr) {
-                return self;
-            }
-            assert!(Instant::now() < deadline, "coordinator did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn rivulet() -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(coordinator_bin())
-            .args(["--client-addr", &addr])
-            .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--tick-time-ms", "100", "--max-session-timeout-ms", "30000"])
-            .args(["--fsync", "false", "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rivulet-coordinator");
-        Server {
-            child,
-            addr,
-            _dir: dir,
-        }
-        .wait_ready(Duration::from_secs(20))
-    }
-
-    /// Apache ZooKeeper 3.8 from Debian's libzookeeper-java; `None` when it is not installed.
-    fn apache() -> Option<Server> {
-        let out = Command::new("dpkg")
-            .args(["-L", "libzookeeper-java"])
-            .output()
-            .ok()?;
-        let listing = String::from_utf8_lossy(&out.stdout).to_string();
-        let main = listing
-            .split_whitespace()
-            .find(|p| p.ends_with("/usr/share/java/zookeeper.jar"))?
-            .to_string();
-        let java = PathBuf::from("/usr/share/java");
-        let deps = [
-            "zookeeper-jute.jar",
-            "slf4j-api.jar",
-            "slf4j-simple.jar",
-            "commons-cli.jar",
-            "commons-io.jar",
-            "metrics-core.jar",
-            "snappy-java.jar",
-            "netty-all.jar",
-        ];
-        let mut cp = vec![main];
-        cp.extend(deps.iter().map(|d| java.join(d).display().to_string()));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let cfg = dir.path().join("zoo.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=100\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n\
-                 maxSessionTimeout=30000\n",
-                dir.path().join("zk").display()
-            ),
-        )
-        .ok()?;
-        let child = Command::new("java")
-            .args(["-Xmx256m", "-cp", &cp.join(":")])
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(
-            Server {
-                child,
-                addr: format!("127.0.0.1:{port}"),
-                _dir: dir,
-            }
-            .wait_ready(Duration::from_secs(60)),
-        )
-    }
-
-    /// SIGTERM, then the same coordinator again on the same port and data directory.
-    fn restart(mut self) -> Server {
-        self.signal(libc::SIGTERM);
-        let _ = self.child.wait();
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
-        let addr = self.addr.clone();
-        drop(self);
-        let child = Command::new(coordinator_bin())
-            .args(["--client-addr", &addr])
-            .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--tick-time-ms", "100", "--max-session-timeout-ms", "30000"])
-            .args(["--fsync", "false", "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rivulet-coordinator");
-        Server {
-            child,
-            addr,
-            _dir: dir,
-        }
-        .wait_ready(Duration::from_secs(20))
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child process.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn me(id: i32) -> BrokerMeta {
     BrokerMeta {
@@ -431,13 +255,13 @@ async fn core_checks(coordinator: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_against_rivulet_coordinator() {
-    let server = Server::rivulet();
+    let server = Server::start();
     core_checks(&server.addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_against_apache_zookeeper() {
-    let Some(server) = Server::apache() else {
+    let Some(server) = ApacheZooKeeper::start() else {
         eprintln!("SKIPPED: Apache ZooKeeper (Debian libzookeeper-java + java) is not installed");
         return;
     };
@@ -446,7 +270,7 @@ async fn core_against_apache_zookeeper() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_configs_and_deletion_through_the_tree() {
-    let server = Server::rivulet();
+    let server = Server::start();
     // A chroot two levels deep that does not exist yet: the store creates it.
     let coordinator = format!("{}/rivulet/test", server.addr);
     let a = Arc::new(store(&coordinator, 1).await);
@@ -619,7 +443,7 @@ async fn topics_configs_and_deletion_through_the_tree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taken_broker_id_is_refused() {
-    let server = Server::rivulet();
+    let server = Server::start();
     let _a = store(&server.addr, 7).await;
     let t0 = Instant::now();
     let err = ZkMetadataStore::connect(settings(&server.addr), me(7))
@@ -638,7 +462,7 @@ async fn taken_broker_id_is_refused() {
 /// the controller's per-session task is restarted with the new session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_loss_fences_then_rejoins() {
-    let server = Server::rivulet();
+    let server = Server::start();
     let s = store(&server.addr, 3).await;
     let first = s
         .sessions()
@@ -723,7 +547,7 @@ async fn session_loss_fences_then_rejoins() {
 /// learns that the session is gone, registers again and unfences.
 #[test]
 fn a_broker_paused_past_its_session_is_fenced_at_once() {
-    let server = Server::rivulet();
+    let server = Server::start();
     // One thread runs everything, the client's connection included: blocking it pauses all.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -759,7 +583,7 @@ fn a_broker_paused_past_its_session_is_fenced_at_once() {
 /// on that session: it must not leave the session holding `/controller` with nobody acting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_session_task_that_panics_is_started_again() {
-    let server = Server::rivulet();
+    let server = Server::start();
     let s = store(&server.addr, 4).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -837,7 +661,7 @@ fn bad_or_unreachable_coordinator_is_a_clear_error() {
 #[test]
 fn broker_binary_joins_the_cluster_and_leaves_on_sigterm() {
     use std::io::{BufRead, BufReader, Read, Write};
-    let server = Server::rivulet();
+    let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let admin = free_port();
     let coordinator = format!("{}/cluster-a", server.addr);
@@ -925,7 +749,7 @@ fn readyz(admin: u16) -> Option<u16> {
 #[test]
 fn broker_registers_only_once_it_can_serve() {
     use std::io::{BufRead, BufReader};
-    let server = Server::rivulet();
+    let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let (kafka, admin) = (free_port(), free_port());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1036,7 +860,7 @@ async fn topic_lifecycle_with_the_controller() {
     use rivulet_broker::cluster::controller::{self, ControllerConfig};
     use rivulet_broker::config::BrokerConfig;
 
-    let server = Server::rivulet();
+    let server = Server::start();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stores = Vec::new();
     for id in 1..=3 {
@@ -1116,10 +940,11 @@ async fn topic_lifecycle_with_the_controller() {
 /// delivering changes made after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_restart_keeps_the_view_current() {
-    let server = Server::rivulet();
+    let server = Server::start();
     let a = store(&server.addr, 1).await;
     let first = a.sessions().borrow().clone().expect("session").session_id();
-    let server = server.restart();
+    let mut server = server;
+    server.restart();
     let b = store(&server.addr, 2).await;
     view_until(
         &a,
@@ -1147,7 +972,7 @@ async fn controller_elected_again_after_every_session_expired() {
     use rivulet_broker::cluster::controller::{self, ControllerConfig};
     use rivulet_broker::config::BrokerConfig;
 
-    let server = Server::rivulet();
+    let server = Server::start();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stores = Vec::new();
     let mut metrics = Vec::new();

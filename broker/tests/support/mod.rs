@@ -107,10 +107,20 @@ impl Coordinator {
         self.child = Self::spawn(&self.addr, &self._dir);
         self.wait_ready();
     }
+
+    /// Sends `sig` (e.g. SIGSTOP/SIGCONT to freeze the coordinator past sessions' timeouts).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
 }
 
 impl Drop for Coordinator {
     fn drop(&mut self) {
+        // A frozen coordinator still dies on SIGKILL; SIGCONT first keeps its tests' order clear.
+        self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
