@@ -1,4 +1,4 @@
-# `make run`: a coordinator and a standalone broker on loopback (scripts/run-local.sh).
+# `make run`: a local cluster on loopback — a coordinator and three brokers, one per zone (scripts/run-local.sh).
 .PHONY: run-broker
 
 RUN_DATA ?= $(CURDIR)/data
