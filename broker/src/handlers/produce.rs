@@ -138,7 +138,7 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
             }
             if req.acks == -1 {
                 // The leader's own ISR is fresher than the metadata view.
-                let (isr, min_isr) = (part.isr().len(), part.min_isr());
+                let (isr, min_isr) = part.isr_size_and_min();
                 if isr < min_isr {
                     parts.push(failed(
                         idx,

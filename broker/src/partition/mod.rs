@@ -464,8 +464,11 @@ impl Partition {
         lock(&self.repl).replicas.clone()
     }
 
-    pub fn min_isr(&self) -> usize {
-        lock(&self.repl).min_isr
+    /// (ISR size, min.insync.replicas) under one lock, without copying the ISR: the acks=all
+    /// check on every produce.
+    pub fn isr_size_and_min(&self) -> (usize, usize) {
+        let r = lock(&self.repl);
+        (r.isr.len(), r.min_isr)
     }
 
     /// Applies the partition's state from a metadata view: the role, ISR and replicas. A new
