@@ -79,6 +79,35 @@ impl Broker {
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
+    /// SIGSTOP, and wait until every thread is really stopped: kill() returns before a
+    /// multi-threaded process has stopped, and a thread still running could answer a fetch that
+    /// the scenario assumes never happens.
+    fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let all_stopped = std::fs::read_dir(&tasks)
+                .map(|dir| {
+                    dir.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat"))
+                            .ok()
+                            .and_then(|st| {
+                                st.rsplit_once(')')
+                                    .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                            })
+                            .unwrap_or(true)
+                    })
+                })
+                .unwrap_or(true);
+            if all_stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "broker did not stop on SIGSTOP");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
@@ -394,15 +423,15 @@ async fn three_brokers_replicate_shrink_expand_and_truncate() {
 
     // Divergence: the followers pause (their long-polls run out first), the leader takes an
     // acks=1 tail alone and stops before anyone fetched it; a follower is elected in its place.
-    by_id(stopped).signal(libc::SIGSTOP);
-    by_id(other).signal(libc::SIGSTOP);
+    by_id(stopped).stop();
+    by_id(other).stop();
     // Longer than their fetch long-poll (200 ms) with room for a loaded machine, shorter than
     // the lag time, so the ISR stays whole.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let tail = values("unreplicated-tail", 3);
     assert_eq!(produce(by_id(leader), &tail, 1, topic_id).await, (0, 23));
     assert!(on_disk(by_id(leader), "unreplicated-tail-2"));
-    by_id(leader).signal(libc::SIGSTOP);
+    by_id(leader).stop();
     by_id(stopped).signal(libc::SIGCONT);
     by_id(other).signal(libc::SIGCONT);
     let (new_leader, epoch1, _) = eventually(
