@@ -1,7 +1,7 @@
 //! The admin client against a real rivulet-broker started by the test (skips when not built).
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -31,12 +31,7 @@ fn broker_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use rivulet_testkit::free_port;
 
 fn start(dir: &std::path::Path) -> Option<(Proc, String)> {
     let Some(bin) = broker_bin() else {

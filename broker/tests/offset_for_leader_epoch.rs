@@ -4,7 +4,7 @@
 //! and a follower partition, checked against a model of Kafka's rules.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,13 +29,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rivulet-broker");
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rivulet_testkit::free_port;
 
 /// A broker process, killed when dropped.
 struct Broker {

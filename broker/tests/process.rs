@@ -1,19 +1,13 @@
 //! The binary's edges: bad settings, a data directory already in use, graceful SIGTERM.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rivulet-broker");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rivulet_testkit::free_port;
 
 fn start(dir: &std::path::Path) -> (Child, u16, u16) {
     let (port, admin) = (free_port(), free_port());

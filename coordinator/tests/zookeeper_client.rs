@@ -2,7 +2,6 @@
 //! rivulet-coordinator binary: CRUD, versions, one-shot and persistent watches,
 //! multi, and session re-establishment (also across a coordinator restart).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,12 +27,7 @@ fn ruok(addr: &str) -> bool {
 /// free-port pick can take that port in between.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use rivulet_testkit::free_port;
 
 impl Server {
     fn start_in(data: tempfile::TempDir, port: u16) -> Server {

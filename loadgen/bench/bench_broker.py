@@ -27,10 +27,16 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all probes bound at once, so none is handed out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def proc_status_kib(pid: int, field: str) -> int:
@@ -50,7 +56,7 @@ def cpu_seconds(pid: int) -> float:
 class Broker:
     def __init__(self, binary: str, workdir: Path):
         self.data = Path(tempfile.mkdtemp(prefix="bench-broker-", dir=workdir))
-        self.port, self.admin = free_port(), free_port()
+        self.port, self.admin = free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log = open(self.data.with_suffix(".log"), "wb")
         self.proc = subprocess.Popen(

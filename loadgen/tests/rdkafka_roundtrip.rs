@@ -7,7 +7,7 @@
 //! this test (target/<profile>/rivulet-broker), else target/release or target/debug of the workspace.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,10 +42,7 @@ fn broker_bin() -> PathBuf {
         })
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
+use rivulet_testkit::free_port;
 
 /// The broker process; killed and reaped on drop, whatever happened in the test.
 struct Broker {

@@ -41,10 +41,7 @@ async fn health_ready_and_metrics_endpoints() {
     metrics.observe("kafkacluster", 0.01, false);
     metrics.observe("kafkacluster", 0.02, true);
     let ready = Arc::new(AtomicBool::new(false));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = rivulet_testkit::free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let server = tokio::spawn(serve(
         addr,

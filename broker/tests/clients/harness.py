@@ -16,10 +16,19 @@ REPO = Path(__file__).resolve().parents[3]
 BROKER_BIN = Path(os.environ.get("RIVULET_BROKER_BIN", REPO / "target" / "release" / "rivulet-broker"))
 
 
+_HANDED_OUT = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before in this process (two bind(0) calls in a row
+    can return the same port once the first socket is closed)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Broker:

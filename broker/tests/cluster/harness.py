@@ -48,10 +48,20 @@ def bin_path(name: str) -> Path:
     return REPO / "target" / "release" / name
 
 
+_HANDED_OUT: set[tuple[str, int]] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free on `host` now, never one this process handed out before: the kernel can give
+    the same ephemeral port to two bind(0) calls in a row once the first socket is closed, and a
+    broker's listener and admin port picked that way collided in CI."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if (host, port) not in _HANDED_OUT:
+            _HANDED_OUT.add((host, port))
+            return port
 
 
 def loopback_hosts(n: int) -> list[str]:

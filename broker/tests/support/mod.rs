@@ -5,23 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback port free now and never handed out before in this test process: a test picks
-/// several ports before its servers bind them, and the kernel may offer a just-released port
-/// again (two brokers given the same admin port: one exits, the other answers its /readyz).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+pub use rivulet_testkit::free_port;
 
 /// The coordinator binary of this build: `$RIVULET_COORDINATOR_BIN`, else next to this test's
 /// profile directory (where `cargo test --workspace` puts every binary), else the workspace's

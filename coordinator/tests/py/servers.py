@@ -13,10 +13,19 @@ ZK_DEPS = ["zookeeper-jute.jar", "slf4j-api.jar", "slf4j-simple.jar", "commons-c
            "commons-io.jar", "metrics-core.jar", "snappy-java.jar", "netty-all.jar"]
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before in this process (two bind(0) calls in a row
+    can return the same port once the first socket is closed)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def four_letter(port, word, timeout=5.0):

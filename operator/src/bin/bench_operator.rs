@@ -175,8 +175,13 @@ async fn main() -> anyhow::Result<()> {
         println!("50 KafkaTopics: SKIPPED (rivulet-broker not built next to bench-operator)");
         return Ok(());
     };
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let admin_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // Both probes stay bound until both ports are known, so the kernel cannot hand out one twice.
+    let (probe, admin_probe) = (
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+    );
+    let (port, admin_port) = (probe.local_addr()?.port(), admin_probe.local_addr()?.port());
+    drop((probe, admin_probe));
     let data = std::env::temp_dir().join(format!("rivulet-bench-{}", std::process::id()));
     let addr = format!("127.0.0.1:{port}");
     let _broker = Proc(

@@ -1,7 +1,7 @@
 //! Finding and running the server binaries for tests that need a real peer.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -21,13 +21,7 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// A free loopback port (bound then released; good enough for a test).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use rivulet_testkit::free_port;
 
 /// Waits until `addr` accepts TCP connections, up to `limit`.
 pub fn wait_for_port(addr: SocketAddr, limit: Duration) -> bool {
