@@ -1,7 +1,8 @@
 //! Consumer groups move with the leadership of their `__consumer_offsets` partition: a broker
 //! that stops leading it answers NOT_COORDINATOR and forgets the groups; one that becomes its
 //! leader loads them from the log, including records another leader wrote meanwhile; a commit
-//! waits until it is committed and fails NOT_COORDINATOR if leadership moves while it waits.
+//! waits until it is committed (and only then is visible to OffsetFetch) and fails
+//! NOT_COORDINATOR if leadership moves while it waits.
 //!
 //! One broker in-process; leadership changes are applied to the partition the way the metadata
 //! sync applies them in cluster mode (`Partition::apply_meta`).
@@ -216,10 +217,12 @@ async fn groups_follow_the_leadership_of_their_offsets_partition() {
     assert_eq!(joined.error, 0, "{joined:?}");
     assert_eq!(joined.generation, 1);
 
-    // With a follower in the ISR the answer waits for it; leadership moving meanwhile fails
-    // the commit with NOT_COORDINATOR (the client looks the coordinator up again).
+    // With a follower in the ISR the answer waits for it, and OffsetFetch keeps answering the
+    // last committed offset until the follower has the new one (the high watermark passed it).
     set_role(&p, ME, 4, &[ME, OTHER]);
     b.groups.reconcile(&b).await;
+    let hw = p.high_watermark();
+    p.record_follower_fetch(OTHER, hw, 0).unwrap();
     let waiting = {
         let b = b.clone();
         tokio::spawn(async move { commit(&b, 11).await })
@@ -229,6 +232,41 @@ async fn groups_follow_the_leadership_of_their_offsets_partition() {
         !waiting.is_finished(),
         "the commit did not wait for the ISR"
     );
+    assert_eq!(
+        committed(&b).await,
+        Ok(Some(10)),
+        "an uncommitted offset is visible"
+    );
+    // Two commits waiting at once: the later one wins whichever answer comes first.
+    let waiting_too = {
+        let b = b.clone();
+        tokio::spawn(async move { commit(&b, 12).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(committed(&b).await, Ok(Some(10)));
+    p.record_follower_fetch(OTHER, p.log_end_offset(), 0)
+        .unwrap();
+    for w in [waiting, waiting_too] {
+        let r = tokio::time::timeout(Duration::from_secs(3), w)
+            .await
+            .expect("the commit kept waiting after the follower caught up")
+            .unwrap();
+        assert_eq!(r, Ok(ResponseError::Unknown(0)));
+    }
+    assert_eq!(committed(&b).await, Ok(Some(12)));
+
+    // Leadership moving while a commit waits fails it with NOT_COORDINATOR (the client looks
+    // the coordinator up again), and the offset never became visible here.
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move { commit(&b, 13).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the commit did not wait for the ISR"
+    );
+    assert_eq!(committed(&b).await, Ok(Some(12)));
     set_role(&p, OTHER, 5, &[ME, OTHER]);
     let r = tokio::time::timeout(Duration::from_secs(3), waiting)
         .await

@@ -62,6 +62,10 @@ struct Inner {
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
     /// `__consumer_offsets` partitions coordinated here.
     owned: HashMap<i32, Owned>,
+    /// Log offset of the newest offset record (commit or tombstone) applied to memory, per
+    /// (group, topic, partition): commits become visible when committed, and two waiting at
+    /// once may finish in either order, so an older one must not overwrite a newer one.
+    offset_positions: HashMap<(String, String, i32), i64>,
 }
 
 /// A record appended to `__consumer_offsets`, not yet known to be committed.
@@ -312,6 +316,7 @@ impl GroupCoordinator {
         let mine = |g: &str| partition_for(g, partitions) == p;
         let before = inner.groups.len();
         inner.groups.retain(|g, _| !mine(g));
+        inner.offset_positions.retain(|(g, _, _), _| !mine(g));
         let joins: Vec<_> = inner.joins.keys().filter(|k| mine(&k.0)).cloned().collect();
         for k in joins {
             if let Some(tx) = inner.joins.remove(&k) {
@@ -799,20 +804,64 @@ impl GroupCoordinator {
                 return Ok(fail_accepted(results, e.response()));
             }
         };
-        // Visible in memory at once, in log order; the answer waits until the records are
-        // committed (a leader change meanwhile unloads the group and the log decides).
-        if let Some(g) = inner.groups.get_mut(group) {
-            for (k, off) in accepted {
-                g.offsets.insert(k, off);
-            }
-        }
         drop(inner);
+        // As Kafka's pending offset commits: OffsetFetch sees the offsets once they are
+        // committed (the high watermark passed them), so it never returns an offset that a
+        // leader change could still take back. A failed wait leaves memory as it was; the log
+        // decides when the partition is next loaded.
         match pending.committed().await {
-            Ok(()) => Ok(results),
+            Ok(()) => {
+                let mut inner = self.inner.lock().await;
+                self.apply_committed_offsets(&mut inner, group, &pending, accepted);
+                Ok(results)
+            }
             Err(e) => {
                 tracing::warn!(%group, error = ?e, "offset commit not committed");
                 Ok(fail_accepted(results, e))
             }
+        }
+    }
+
+    /// Makes committed offsets visible, unless the partition was reloaded since the append
+    /// (the log then already decided) or a newer record for the same key was applied.
+    fn apply_committed_offsets(
+        &self,
+        inner: &mut Inner,
+        group: &str,
+        pending: &Pending,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) {
+        let partition = partition_for(group, self.offsets_partitions);
+        if !matches!(inner.owned.get(&partition), Some(Owned::Loaded { epoch, .. }) if *epoch == pending.leader_epoch)
+        {
+            return;
+        }
+        let Inner {
+            groups,
+            offset_positions,
+            ..
+        } = inner;
+        let Some(g) = groups.get_mut(group) else {
+            return;
+        };
+        for ((topic, p), off) in offsets {
+            let pos = offset_positions
+                .entry((group.to_string(), topic.clone(), p))
+                .or_insert(i64::MIN);
+            if *pos < pending.last_offset {
+                *pos = pending.last_offset;
+                g.offsets.insert((topic, p), off);
+            }
+        }
+    }
+
+    /// Records that tombstones for these keys were written at `last_offset`, so a commit
+    /// appended before them and still waiting does not bring the offsets back.
+    fn note_tombstones(inner: &mut Inner, group: &str, keys: &[(String, i32)], last_offset: i64) {
+        for (topic, p) in keys {
+            inner
+                .offset_positions
+                .insert((group.to_string(), topic.clone(), *p), last_offset);
         }
     }
 
@@ -910,6 +959,7 @@ impl GroupCoordinator {
             .encode(),
             None,
         ));
+        let keys: Vec<(String, i32)> = g.offsets.keys().cloned().collect();
         let pending = match self.append(b, &mut inner, group, records) {
             Ok(p) => p,
             Err(e) => {
@@ -917,6 +967,7 @@ impl GroupCoordinator {
                 return e.response();
             }
         };
+        Self::note_tombstones(&mut inner, group, &keys, pending.last_offset);
         inner.groups.remove(group);
         drop(inner);
         if let Err(e) = pending.committed().await {
@@ -972,6 +1023,7 @@ impl GroupCoordinator {
                 return Err(e.response());
             }
         };
+        Self::note_tombstones(&mut inner, group, &deleted, pending.last_offset);
         if let Some(g) = inner.groups.get_mut(group) {
             for k in deleted {
                 g.offsets.remove(&k);
