@@ -196,6 +196,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub leader_imbalance_check_interval_seconds: u64,
 
+    /// Share (percent) of the partitions a broker prefers but does not lead above which the
+    /// periodic check moves their leadership back (leader.imbalance.per.broker.percentage).
+    #[arg(long, env = "RIVULET_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub leader_imbalance_per_broker_percentage: u32,
+
     /// On SIGTERM, hand leadership to other in-sync replicas before exiting
     /// (controlled.shutdown.enable).
     #[arg(long, env = "RIVULET_CONTROLLED_SHUTDOWN_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]

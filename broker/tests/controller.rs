@@ -84,6 +84,7 @@ fn config(id: i32) -> ControllerConfig {
         auto_rebalance: true,
         // Long: the tests of the periodic check set it short themselves.
         rebalance_interval: Duration::from_secs(3600),
+        imbalance_percentage: 10,
         resync_interval: Duration::from_secs(30),
         retry_backoff: Duration::from_millis(50),
         metrics: Default::default(),
@@ -607,6 +608,47 @@ async fn periodic_preferred_leader_election(addr: &str) {
     expect_lei(&admin, "t", 0, (1, 2, &[1, 2])).await;
     until("one preferred election counted", || {
         metrics.elections("preferred") == 1
+    })
+    .await;
+
+    // The periodic check acts only over leader.imbalance.per.broker.percentage (10 %): broker 1
+    // prefers 21 partitions; 2 led elsewhere (9.5 %) stay so, a third (14 %) moves all three.
+    let many: Vec<(i32, &[i32])> = (0..20).map(|p| (p, &[1, 2][..])).collect();
+    create_topic(&admin, "many", &many).await;
+    for p in 0..20 {
+        eventually("state", || state(&admin, "many", p)).await;
+    }
+    let move_to_2 = |p: i32| {
+        let admin = admin.clone();
+        async move {
+            let (mut s, v) = state(&admin, "many", p).await.unwrap();
+            s.leader = 2;
+            s.leader_epoch += 1;
+            admin
+                .set_data(
+                    &layout::partition_state_path("many", p),
+                    &layout::encode(&s),
+                    Some(v),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    move_to_2(0).await;
+    move_to_2(1).await;
+    // Five check intervals.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for p in 0..2 {
+        let (s, _) = state(&admin, "many", p).await.unwrap();
+        assert_eq!(s.leader, 2, "many-{p} moved below the imbalance threshold");
+    }
+    assert_eq!(metrics.elections("preferred"), 1);
+    move_to_2(2).await;
+    for p in 0..3 {
+        expect_lei(&admin, "many", p, (1, 2, &[1, 2])).await;
+    }
+    until("three more preferred elections", || {
+        metrics.elections("preferred") == 4
     })
     .await;
     assert!(metrics.is_active());

@@ -267,6 +267,34 @@ pub fn preferred_election(
     })
 }
 
+/// Brokers whose leader imbalance is over `percentage` (leader.imbalance.per.broker.percentage):
+/// of the partitions that prefer a broker (it is their first replica), the share it does not
+/// lead. As in Kafka, the periodic preferred-leader check moves leadership back only for these
+/// brokers, so a few stray leaders do not cause a round of leader changes every interval.
+/// `partitions` yields each partition's replicas and current leader.
+pub fn imbalanced_brokers<'a>(
+    partitions: impl IntoIterator<Item = (&'a [i32], i32)>,
+    percentage: u32,
+) -> BTreeSet<i32> {
+    // broker → (partitions preferring it, of which it does not lead)
+    let mut counts: std::collections::BTreeMap<i32, (u64, u64)> = Default::default();
+    for (replicas, leader) in partitions {
+        let Some(&preferred) = replicas.first() else {
+            continue;
+        };
+        let c = counts.entry(preferred).or_default();
+        c.0 += 1;
+        if leader != preferred {
+            c.1 += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|(_, (total, off))| off * 100 > u64::from(percentage) * total)
+        .map(|(b, _)| b)
+        .collect()
+}
+
 fn next_epoch(current: &LeaderAndIsr, new_leader: i32) -> i32 {
     if new_leader == current.leader {
         current.leader_epoch
@@ -694,7 +722,46 @@ mod tests {
             })
     }
 
+    #[test]
+    fn imbalanced_brokers_table() {
+        let r0: &[i32] = &[0, 1, 2];
+        let r1: &[i32] = &[1, 2, 0];
+        // Broker 0 prefers 10 partitions and leads 9 of them: 10 % is not over 10 %.
+        let mut parts: Vec<(&[i32], i32)> = vec![(r0, 0); 9];
+        parts.push((r0, 1));
+        parts.push((r1, 1));
+        assert_eq!(imbalanced_brokers(parts.clone(), 10), set(&[]));
+        // Two of ten: 20 % is over 10 %, but not over 20 %.
+        parts[0] = (r0, 2);
+        assert_eq!(imbalanced_brokers(parts.clone(), 10), set(&[0]));
+        assert_eq!(imbalanced_brokers(parts.clone(), 20), set(&[]));
+        // 0 %: any partition led elsewhere counts; broker 1 leads its one partition.
+        assert_eq!(imbalanced_brokers(parts.clone(), 0), set(&[0]));
+        // An offline partition (-1) is not led by its preferred replica either.
+        assert_eq!(imbalanced_brokers([(r1, -1)], 99), set(&[1]));
+        assert_eq!(imbalanced_brokers([(r1, -1)], 100), set(&[]));
+        // Partitions with no replicas are ignored.
+        assert_eq!(imbalanced_brokers([(&[][..], -1)], 0), set(&[]));
+    }
+
     proptest! {
+        #[test]
+        fn imbalanced_brokers_is_the_share_led_elsewhere(
+            parts in proptest::collection::vec((0..4i32, -1..4i32), 0..40),
+            percentage in 0..=100u32,
+        ) {
+            let replicas: Vec<Vec<i32>> = parts.iter().map(|(p, _)| vec![*p, (*p + 1) % 4]).collect();
+            let input: Vec<(&[i32], i32)> =
+                replicas.iter().zip(&parts).map(|(r, (_, l))| (r.as_slice(), *l)).collect();
+            let got = imbalanced_brokers(input, percentage);
+            for b in 0..4 {
+                let total = parts.iter().filter(|(p, _)| *p == b).count() as f64;
+                let off = parts.iter().filter(|(p, l)| *p == b && *l != b).count() as f64;
+                let over = total > 0.0 && off / total > f64::from(percentage) / 100.0;
+                prop_assert_eq!(got.contains(&b), over, "broker {} off {} of {}", b, off, total);
+            }
+        }
+
         #[test]
         fn reelect_invariants((replicas, current, live, down) in scenario(), unclean in any::<bool>()) {
             let alive = Liveness { live: &live, shutting_down: &down };

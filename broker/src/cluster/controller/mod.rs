@@ -18,7 +18,8 @@
 //! - `/admin/controlled_shutdown/<id>` → leadership moves off `id`, and `id` leaves ISRs;
 //! - `/admin/delete_topics/<t>` → the topic's znodes go, then the request (brokers delete their
 //!   logs when the topic leaves their view);
-//! - with `auto_rebalance`: preferred-leader election every `rebalance_interval`, and as soon
+//! - with `auto_rebalance`: every `rebalance_interval`, preferred-leader election for the
+//!   partitions of brokers whose leader imbalance is over `imbalance_percentage`, and as soon
 //!   as a returned broker is back in sync for partitions it prefers.
 //!
 //! State znodes are also written by partition leaders (ISR changes, compare-and-set): a write
@@ -64,6 +65,9 @@ pub struct ControllerConfig {
     pub auto_rebalance: bool,
     /// How often preferred leaders are restored (leader.imbalance.check.interval.seconds).
     pub rebalance_interval: Duration,
+    /// The periodic check moves leaders back only for brokers over this share of partitions
+    /// they prefer but do not lead (leader.imbalance.per.broker.percentage).
+    pub imbalance_percentage: u32,
     /// Full re-read of the tree this often, in case a watch event was lost (persistent watches
     /// can miss events across a reconnection, ZOOKEEPER-4698).
     pub resync_interval: Duration,
@@ -81,6 +85,7 @@ impl ControllerConfig {
             unclean_default: cfg.unclean_leader_election_enable,
             auto_rebalance: cfg.auto_leader_rebalance_enable,
             rebalance_interval: Duration::from_secs(cfg.leader_imbalance_check_interval_seconds),
+            imbalance_percentage: cfg.leader_imbalance_per_broker_percentage,
             resync_interval: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(500),
             metrics: ControllerMetrics::default(),
@@ -680,6 +685,24 @@ impl<'a> Controller<'a> {
             .map(|t| Action::Delete(t.clone()))
             .collect();
         let mut unclean_memo: BTreeMap<&str, bool> = BTreeMap::new();
+        // The periodic check acts only for brokers over the imbalance threshold (judged on the
+        // states as read); a returned broker gets its partitions back at once regardless.
+        let imbalanced = if self.cfg.auto_rebalance && self.rebalance_due {
+            decisions::imbalanced_brokers(
+                self.tree
+                    .topics
+                    .iter()
+                    .filter(|(name, _)| !self.tree.deletions.contains(*name))
+                    .flat_map(|(_, t)| {
+                        t.states.iter().filter_map(|(p, (s, _))| {
+                            t.assignment.get(p).map(|r| (r.as_slice(), s.leader))
+                        })
+                    }),
+                self.cfg.imbalance_percentage,
+            )
+        } else {
+            BTreeSet::new()
+        };
         for (name, t) in &self.tree.topics {
             if self.tree.deletions.contains(name) {
                 continue;
@@ -753,7 +776,7 @@ impl<'a> Controller<'a> {
                 }
                 let preferred = replicas.first().copied().unwrap_or(-1);
                 if self.cfg.auto_rebalance
-                    && (self.rebalance_due || self.returned.contains(&preferred))
+                    && (imbalanced.contains(&preferred) || self.returned.contains(&preferred))
                 {
                     apply(
                         decisions::preferred_election(replicas, &cur, alive),
