@@ -585,6 +585,12 @@ impl Core {
             if let Some(old) = old {
                 if old != conn {
                     // The session moved to this connection; the old one must go.
+                    info!(
+                        conn = old,
+                        to_conn = conn,
+                        session = format!("0x{sid:x}"),
+                        "session moved to another connection; closing this one"
+                    );
                     self.close(old);
                 }
             }
