@@ -138,6 +138,14 @@ impl Broker {
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(handlers::cluster::describe_cluster(self, v, r))
             }
+            RequestKind::AlterPartitionReassignments(r) => {
+                ResponseKind::AlterPartitionReassignments(
+                    handlers::reassignments::alter(self, v, r).await,
+                )
+            }
+            RequestKind::ListPartitionReassignments(r) => {
+                ResponseKind::ListPartitionReassignments(handlers::reassignments::list(self, v, r))
+            }
             RequestKind::DescribeLogDirs(r) => {
                 ResponseKind::DescribeLogDirs(handlers::log_dirs::describe(self, v, r))
             }
@@ -223,6 +231,8 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         _ => "other",
     }
 }

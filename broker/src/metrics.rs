@@ -48,7 +48,13 @@ pub struct ReasonLabel {
 }
 
 /// Why a leader was elected, as `rivulet_controller_leader_elections_total{reason}` counts it.
-pub const ELECTION_REASONS: [&str; 4] = ["clean", "unclean", "controlled_shutdown", "preferred"];
+pub const ELECTION_REASONS: [&str; 5] = [
+    "clean",
+    "unclean",
+    "controlled_shutdown",
+    "preferred",
+    "reassignment",
+];
 
 /// The controller's figures (Kafka's ActiveControllerCount, OfflinePartitionsCount, leader
 /// election rates). Clones share the values: the broker registers one and hands a clone to its

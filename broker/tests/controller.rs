@@ -1,7 +1,8 @@
 //! The controller against a real `rivulet-coordinator` process: election and failover, epoch
 //! fencing of a deposed controller, partition states for new topics and partitions, leader
 //! election on broker loss and return (clean and unclean), controlled shutdown, preferred-leader
-//! election, topic deletion, and convergence after a failover mid-change. Brokers are fake: a
+//! election, topic deletion, partition reassignment, and convergence after a failover
+//! mid-change. Brokers are fake: a
 //! session per broker id holding its registration znode, as a real broker's would.
 
 mod support;
@@ -14,7 +15,8 @@ use rivulet_broker::cluster::controller::decisions::LeaderAndIsr;
 use rivulet_broker::cluster::controller::fence::{self, WriteError};
 use rivulet_broker::cluster::controller::{self, ControllerConfig};
 use rivulet_broker::cluster::zk_layout::{
-    self as layout, BrokerZnode, ConfigZnode, ControllerZnode, PartitionStateZnode, TopicZnode,
+    self as layout, BrokerZnode, ConfigZnode, ControllerZnode, PartitionStateZnode,
+    ReassignmentEntry, ReassignmentZnode, TopicZnode,
 };
 use rivulet_broker::metrics::ControllerMetrics;
 use support::Coordinator;
@@ -206,6 +208,8 @@ fn topic_znode(assignment: &[(i32, &[i32])]) -> Vec<u8> {
             .map(|(p, r)| (p.to_string(), r.to_vec()))
             .collect(),
         internal: false,
+        adding_replicas: Default::default(),
+        removing_replicas: Default::default(),
     })
 }
 
@@ -780,6 +784,151 @@ async fn a_new_controller_finishes_what_was_left_half_done(addr: &str) {
     c.stop().await;
 }
 
+/// What a broker's AlterPartitionReassignments writes: the entries merged into
+/// `/admin/reassign_partitions` (`None` = cancel).
+async fn request_reassignment(c: &zk::Client, entries: &[(&str, i32, Option<&[i32]>)]) {
+    let path = layout::REASSIGN_PARTITIONS;
+    let mut z = match c.get_data(path).await {
+        Ok((data, _)) => layout::decode::<ReassignmentZnode>(path, &data).unwrap(),
+        Err(zk::Error::NoNode) => ReassignmentZnode {
+            version: 1,
+            partitions: Vec::new(),
+        },
+        Err(e) => panic!("reading {path}: {e}"),
+    };
+    for (topic, partition, replicas) in entries {
+        z.partitions.push(ReassignmentEntry {
+            topic: topic.to_string(),
+            partition: *partition,
+            replicas: replicas.map(|r| r.to_vec()),
+        });
+    }
+    match c.set_data(path, &layout::encode(&z), None).await {
+        Ok(_) => {}
+        Err(zk::Error::NoNode) => {
+            c.create(path, &layout::encode(&z), &persistent())
+                .await
+                .expect("create the reassignment request");
+        }
+        Err(e) => panic!("writing {path}: {e}"),
+    }
+}
+
+/// (replicas, adding, removing) of a partition in the topic znode.
+async fn assignment(c: &zk::Client, topic: &str, p: i32) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+    let path = layout::topic_path(topic);
+    let (data, _) = c.get_data(&path).await.expect("topic znode");
+    let t: TopicZnode = layout::decode(&path, &data).expect("topic JSON");
+    let key = p.to_string();
+    (
+        t.partitions.get(&key).cloned().unwrap_or_default(),
+        t.adding_replicas.get(&key).cloned().unwrap_or_default(),
+        t.removing_replicas.get(&key).cloned().unwrap_or_default(),
+    )
+}
+
+async fn expect_assignment(c: &zk::Client, topic: &str, p: i32, want: (&[i32], &[i32], &[i32])) {
+    let want = (want.0.to_vec(), want.1.to_vec(), want.2.to_vec());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = assignment(c, topic, p).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-{p} assignment becomes {want:?}: last seen {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn no_reassignment_request(c: &zk::Client) {
+    eventually("the reassignment request is consumed", || async {
+        c.check_stat(layout::REASSIGN_PARTITIONS)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+async fn reassignment_moves_replicas_in_two_phases_across_a_controller_failover(addr: &str) {
+    let admin = admin(addr).await;
+    let _s0 = register(addr, 0).await;
+    let s1 = register(addr, 1).await;
+    let s2 = register(addr, 2).await;
+    let c1 = spawn_controller(&s1, config(1));
+    eventually("broker 1 is controller", || async {
+        (controller_of(&admin).await == Some(1)).then_some(())
+    })
+    .await;
+    create_topic(&admin, "moved", &[(0, &[0, 1]), (1, &[0, 1])]).await;
+    expect_lei(&admin, "moved", 0, (0, 0, &[0, 1])).await;
+    expect_lei(&admin, "moved", 1, (0, 0, &[0, 1])).await;
+
+    // Phase 1: TRS then ORS−TRS, adding/removing recorded; the invalid entries are dropped.
+    request_reassignment(
+        &admin,
+        &[
+            ("moved", 0, Some(&[1, 2])),
+            ("moved", 1, Some(&[1, 1])),
+            ("moved", 1, Some(&[1, 7])),
+            ("nope", 0, Some(&[1])),
+            ("moved", 9, Some(&[1])),
+        ],
+    )
+    .await;
+    expect_assignment(&admin, "moved", 0, (&[1, 2, 0], &[2], &[0])).await;
+    no_reassignment_request(&admin).await;
+    assert_eq!(
+        assignment(&admin, "moved", 1).await,
+        (vec![0, 1], vec![], vec![])
+    );
+    // Leader and ISR stay until the new replica is in sync.
+    assert_eq!(lei(&admin, "moved", 0).await, Some((0, 0, vec![0, 1])));
+
+    // The controller changes mid-reassignment: the state is all in the tree.
+    let c2 = spawn_controller(&s2, config(2));
+    c1.stop().await;
+    eventually("broker 2 is controller", || async {
+        (controller_of(&admin).await == Some(2)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    expect_assignment(&admin, "moved", 0, (&[1, 2, 0], &[2], &[0])).await;
+
+    // The leader adds the caught-up replica to the ISR: phase 2 moves leadership into TRS
+    // (epoch + 1), shrinks the ISR to TRS and finishes the assignment.
+    set_isr(&admin, "moved", 0, &[0, 1, 2]).await;
+    expect_lei(&admin, "moved", 0, (1, 1, &[1, 2])).await;
+    expect_assignment(&admin, "moved", 0, (&[1, 2], &[], &[])).await;
+
+    // Cancellation reverts to the original replicas; a cancel with nothing in progress is
+    // dropped.
+    request_reassignment(&admin, &[("moved", 1, Some(&[2, 1]))]).await;
+    expect_assignment(&admin, "moved", 1, (&[2, 1, 0], &[2], &[0])).await;
+    no_reassignment_request(&admin).await;
+    request_reassignment(&admin, &[("moved", 1, None), ("moved", 0, None)]).await;
+    expect_assignment(&admin, "moved", 1, (&[1, 0], &[], &[])).await;
+    no_reassignment_request(&admin).await;
+    assert_eq!(
+        assignment(&admin, "moved", 0).await,
+        (vec![1, 2], vec![], vec![])
+    );
+    assert_eq!(lei(&admin, "moved", 1).await, Some((0, 0, vec![0, 1])));
+
+    // Growing the replication factor completes once the new replica is in sync; the leader,
+    // in the target, stays.
+    request_reassignment(&admin, &[("moved", 1, Some(&[0, 1, 2]))]).await;
+    expect_assignment(&admin, "moved", 1, (&[0, 1, 2], &[2], &[])).await;
+    set_isr(&admin, "moved", 1, &[0, 1, 2]).await;
+    expect_assignment(&admin, "moved", 1, (&[0, 1, 2], &[], &[])).await;
+    expect_lei(&admin, "moved", 1, (0, 0, &[0, 1, 2])).await;
+    c2.stop().await;
+}
+
 /// Each scenario runs against its own `rivulet-coordinator`, and all of them, one after another
 /// (each under its own chroot), against one Apache ZooKeeper 3.8 when it is installed.
 macro_rules! scenarios {
@@ -823,6 +972,7 @@ scenarios!(
     delete_request_removes_the_topic,
     a_new_controller_finishes_what_was_left_half_done,
     a_big_topic_is_created_and_deleted_in_several_transactions,
+    reassignment_moves_replicas_in_two_phases_across_a_controller_failover,
 );
 
 /// Waits until `c` is connected to the coordinator again.

@@ -1,8 +1,8 @@
 //! The coordinator-backed metadata store against a real `rivulet-coordinator` process (and the
 //! core checks against Apache ZooKeeper 3.8 when Debian's libzookeeper-java is installed):
 //! registration, cluster id, views kept current by the watch, topic writes, ISR compare-and-set
-//! fencing, producer-id blocks, session loss (fencing and re-registration), and the broker
-//! binary's cluster-mode start-up and errors.
+//! fencing, producer-id blocks, reassignment requests, session loss (fencing and
+//! re-registration), and the broker binary's cluster-mode start-up and errors.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -159,6 +159,8 @@ async fn core_checks(coordinator: &str) {
         topic_id: uuid::Uuid::new_v4().to_string(),
         partitions: [("0".to_string(), vec![1, 2])].into(),
         internal: false,
+        adding_replicas: Default::default(),
+        removing_replicas: Default::default(),
     };
     raw.create(&layout::topic_path("t"), &layout::encode(&topic), &open)
         .await
@@ -916,7 +918,17 @@ async fn topic_lifecycle_with_the_controller() {
         .controlled_shutdown(Duration::from_secs(10))
         .await
         .expect("controlled shutdown");
-    let v = stores[1].view();
+    // Another broker's view follows within milliseconds (it is not the one that waited).
+    let v = view_until(
+        &stores[1],
+        Duration::from_secs(1),
+        "leadership of p0 off broker 1",
+        |v| {
+            v.topic("events")
+                .is_some_and(|t| t.partitions[0].leader != 1)
+        },
+    )
+    .await;
     let p0 = &v.topic("events").unwrap().partitions[0];
     assert_ne!(p0.leader, 1, "{p0:?}");
 
@@ -930,6 +942,122 @@ async fn topic_lifecycle_with_the_controller() {
         })
         .await;
     }
+    let _ = stop_tx.send(true);
+    for s in &stores {
+        s.close().await;
+    }
+}
+
+/// AlterPartitionReassignments' store path: a request from any broker is merged into
+/// `/admin/reassign_partitions` and answered once the controller has begun it; the views show
+/// the move; a cancel from another broker reverts it; a reorder-only request completes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignment_requests_from_any_broker() {
+    use clap::Parser;
+    use rivulet_broker::cluster::controller::{self, ControllerConfig};
+    use rivulet_broker::config::BrokerConfig;
+    use rivulet_broker::metadata::Reassigning;
+
+    let server = Server::start();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stores = Vec::new();
+    for id in 1..=3 {
+        let s = Arc::new(store(&server.addr, id).await);
+        let cfg = ControllerConfig::from_broker(&BrokerConfig::parse_from([
+            "rivulet-broker",
+            "--broker-id",
+            &id.to_string(),
+            "--auto-leader-rebalance-enable",
+            "false",
+        ]));
+        s.spawn_per_session(stop_rx.clone(), move |client, stop| {
+            controller::run(client, cfg.clone(), stop)
+        });
+        stores.push(s);
+    }
+    for s in &stores {
+        view_until(
+            s,
+            Duration::from_secs(5),
+            "a controller and 3 brokers",
+            |v| v.controller_id != -1 && v.brokers.len() == 3,
+        )
+        .await;
+    }
+    stores[0]
+        .create_topic(NewTopic {
+            name: "moving".into(),
+            assignment: vec![vec![1, 2]],
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create_topic");
+    let wait = Duration::from_secs(10);
+    let key = ("moving".to_string(), 0);
+
+    // Begun when the call returns: TRS then ORS−TRS, adding 3, removing 1. No broker process
+    // replicates here, so it stays in progress.
+    stores[1]
+        .reassign_partitions(vec![("moving".into(), 0, Some(vec![3, 2]))], wait)
+        .await
+        .expect("reassign");
+    let v = stores[1].view();
+    assert_eq!(
+        v.topic("moving").unwrap().partitions[0].replicas,
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        v.reassignments.get(&key),
+        Some(&Reassigning {
+            adding: vec![3],
+            removing: vec![1],
+        })
+    );
+    view_until(
+        &stores[0],
+        Duration::from_secs(1),
+        "the move everywhere",
+        |v| v.reassignments.contains_key(&key),
+    )
+    .await;
+
+    // Cancelled through another broker: back to the original replicas (as a set: like Kafka, the
+    // original order is not kept), nothing in progress.
+    stores[2]
+        .reassign_partitions(vec![("moving".into(), 0, None)], wait)
+        .await
+        .expect("cancel");
+    let v = stores[2].view();
+    assert!(v.reassignments.is_empty(), "{:?}", v.reassignments);
+    let p0 = &v.topic("moving").unwrap().partitions[0];
+    let mut replicas = p0.replicas.clone();
+    replicas.sort();
+    assert_eq!(replicas, vec![1, 2]);
+    assert_eq!(p0.leader, 1);
+
+    // Reordering only: nothing to add or remove, done at once; the leader (in the target) stays.
+    stores[0]
+        .reassign_partitions(vec![("moving".into(), 0, Some(vec![1, 2]))], wait)
+        .await
+        .expect("reorder");
+    let v = view_until(&stores[0], Duration::from_secs(1), "reordered", |v| {
+        v.topic("moving").unwrap().partitions[0].replicas == vec![1, 2]
+    })
+    .await;
+    assert!(v.reassignments.is_empty());
+    assert_eq!(v.topic("moving").unwrap().partitions[0].leader, 1);
+    let raw = raw(&server.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while raw
+        .check_stat(layout::REASSIGN_PARTITIONS)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(Instant::now() < deadline, "every request is consumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     let _ = stop_tx.send(true);
     for s in &stores {
         s.close().await;

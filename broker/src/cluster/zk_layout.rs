@@ -15,6 +15,7 @@
 //! | `/config/brokers/<default\|id>` | persistent | [`ConfigZnode`] (dynamic broker configs) |
 //! | `/admin/delete_topics/<topic>` | persistent | empty: a deletion the controller carries out |
 //! | `/admin/controlled_shutdown/<id>` | ephemeral | empty: broker `id` asks to hand over leadership |
+//! | `/admin/reassign_partitions` | persistent | [`ReassignmentZnode`]: requested reassignments the controller has not begun |
 //! | `/latest_producer_id_block` | persistent | [`ProducerIdBlockZnode`], updated with compare-and-set |
 //!
 //! Writers: brokers register themselves, create topic znodes (CreateTopics/CreatePartitions),
@@ -37,6 +38,7 @@ pub const CONFIG_BROKERS: &str = "/config/brokers";
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
 pub const CONTROLLED_SHUTDOWN: &str = "/admin/controlled_shutdown";
 pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
+pub const REASSIGN_PARTITIONS: &str = "/admin/reassign_partitions";
 
 /// Persistent parents created (idempotently) by every broker at start-up.
 pub const PERSISTENT_PARENTS: &[&str] = &[
@@ -124,6 +126,29 @@ pub struct TopicZnode {
     /// Internal topics (`__consumer_offsets`) are hidden from some listings.
     #[serde(default)]
     pub internal: bool,
+    /// Partitions being reassigned (KIP-455): partition → replicas being added (TRS − ORS).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub adding_replicas: BTreeMap<String, Vec<i32>>,
+    /// Partition → replicas being removed (ORS − TRS).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removing_replicas: BTreeMap<String, Vec<i32>>,
+}
+
+/// `/admin/reassign_partitions`: Kafka's reassignment JSON. Written by any broker (merged with
+/// compare-and-set), consumed by the controller when it begins each move.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReassignmentZnode {
+    pub version: i32,
+    pub partitions: Vec<ReassignmentEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignmentEntry {
+    pub topic: String,
+    pub partition: i32,
+    /// Target replicas; `null` cancels the reassignment in progress (our extension of Kafka's
+    /// format, which the AlterPartitionReassignments API needs).
+    pub replicas: Option<Vec<i32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +220,30 @@ mod tests {
         );
         assert_eq!(broker_config_path(None), "/config/brokers/<default>");
         assert_eq!(broker_config_path(Some(2)), "/config/brokers/2");
+    }
+
+    #[test]
+    fn topic_znode_reads_kafkas_reassignment_fields() {
+        let json = br#"{"version":3,"topic_id":"x","partitions":{"0":[1,2,0]},
+            "adding_replicas":{"0":[2]},"removing_replicas":{"0":[0]}}"#;
+        let t: TopicZnode = decode("/t", json).unwrap();
+        assert_eq!(t.adding_replicas["0"], vec![2]);
+        assert_eq!(t.removing_replicas["0"], vec![0]);
+        // Idle topics are written without them, as before.
+        let idle = TopicZnode {
+            adding_replicas: BTreeMap::new(),
+            removing_replicas: BTreeMap::new(),
+            ..t
+        };
+        assert!(!String::from_utf8(encode(&idle)).unwrap().contains("adding"));
+        let r: ReassignmentZnode = decode(
+            "/r",
+            br#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2]},
+                {"topic":"t","partition":1,"replicas":null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.partitions[0].replicas, Some(vec![1, 2]));
+        assert_eq!(r.partitions[1].replicas, None);
     }
 
     #[test]

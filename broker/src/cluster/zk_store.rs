@@ -35,7 +35,7 @@ use super::store::addr::CoordinatorAddr;
 use super::store::tree::{classify, Key, Tree};
 use super::zk_layout::{
     self as layout, BrokerZnode, ClusterIdZnode, ConfigZnode, PartitionStateZnode,
-    ProducerIdBlockZnode, TopicZnode,
+    ProducerIdBlockZnode, ReassignmentEntry, ReassignmentZnode, TopicZnode,
 };
 use crate::metadata::{
     BrokerMeta, ClusterView, MetadataError, MetadataStore, NewTopic, PartitionMeta, TopicMeta,
@@ -827,6 +827,8 @@ impl MetadataStore for ZkMetadataStore {
                 .map(|(p, r)| (p.to_string(), r.clone()))
                 .collect(),
             internal: name.starts_with("__"),
+            adding_replicas: Default::default(),
+            removing_replicas: Default::default(),
         };
         let config = layout::encode(&ConfigZnode {
             version: 1,
@@ -1192,6 +1194,100 @@ impl MetadataStore for ZkMetadataStore {
             Err(MetadataError::Timeout(format!(
                 "controlled shutdown: this broker still leads {left} partitions with other \
                  in-sync replicas after {}ms",
+                timeout.as_millis()
+            )))
+        }
+    }
+
+    fn supports_reassignment(&self) -> bool {
+        true
+    }
+
+    async fn reassign_partitions(
+        &self,
+        requests: Vec<(String, i32, Option<Vec<i32>>)>,
+        timeout: Duration,
+    ) -> Result<(), MetadataError> {
+        let client = self.inner.client()?;
+        let ctx = "requesting partition reassignments";
+        let path = layout::REASSIGN_PARTITIONS;
+        let merge = |mut z: ReassignmentZnode| -> Vec<u8> {
+            for (topic, partition, replicas) in requests.iter() {
+                z.partitions
+                    .retain(|e| !(e.topic == *topic && e.partition == *partition));
+                z.partitions.push(ReassignmentEntry {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                });
+            }
+            z.version = 1;
+            layout::encode(&z)
+        };
+        // Compare-and-set merge: requests from other brokers meanwhile are kept.
+        let mut written = false;
+        for _ in 0..100 {
+            match client.get_data(path).await {
+                Err(zk::Error::NoNode) => {
+                    let data = merge(ReassignmentZnode::default());
+                    match client.create(path, &data, &persistent()).await {
+                        Ok(_) => {
+                            written = true;
+                            break;
+                        }
+                        Err(zk::Error::NodeExists) => continue,
+                        Err(e) => return Err(zk_err(ctx, e)),
+                    }
+                }
+                Err(e) => return Err(zk_err(ctx, e)),
+                Ok((data, stat)) => {
+                    // A malformed request is replaced: the controller would drop it anyway.
+                    let z = layout::decode::<ReassignmentZnode>(path, &data).unwrap_or_default();
+                    match client.set_data(path, &merge(z), Some(stat.version)).await {
+                        Ok(_) => {
+                            written = true;
+                            break;
+                        }
+                        Err(zk::Error::BadVersion) | Err(zk::Error::NoNode) => continue,
+                        Err(e) => return Err(zk_err(ctx, e)),
+                    }
+                }
+            }
+        }
+        if !written {
+            return Err(MetadataError::Unavailable(format!(
+                "{ctx}: too much contention"
+            )));
+        }
+        // Kafka answers once the controller has begun the moves: wait until the view shows
+        // each target (replicas minus those being removed) or, for a cancel, nothing moving.
+        let begun = |t: &Tree| {
+            requests.iter().all(|(topic, p, target)| {
+                let Some(e) = t.topics.get(topic) else {
+                    return false;
+                };
+                let Some(replicas) = e.assignment.get(*p as usize) else {
+                    return false;
+                };
+                let removing = e.removing.get(p).cloned().unwrap_or_default();
+                match target {
+                    Some(target) => {
+                        let now: Vec<i32> = replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !removing.contains(r))
+                            .collect();
+                        now == *target
+                    }
+                    None => removing.is_empty() && !e.adding.contains_key(p),
+                }
+            })
+        };
+        if self.inner.wait_tree(timeout, begun).await {
+            Ok(())
+        } else {
+            Err(MetadataError::Timeout(format!(
+                "the reassignment was requested, but the controller did not begin it within {}ms",
                 timeout.as_millis()
             )))
         }

@@ -14,6 +14,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;

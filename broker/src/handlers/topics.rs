@@ -168,7 +168,7 @@ fn check_replicas(view: &ClusterView, replicas: &[i32], rf: usize) -> Result<(),
     Ok(())
 }
 
-fn meta_error(e: MetadataError) -> PlanError {
+pub fn meta_error(e: MetadataError) -> PlanError {
     let code = match &e {
         MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
@@ -180,6 +180,7 @@ fn meta_error(e: MetadataError) -> PlanError {
         MetadataError::Fenced(_) => ResponseError::NotController,
         MetadataError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
         MetadataError::Timeout(_) => ResponseError::RequestTimedOut,
+        MetadataError::NotSupported(_) => ResponseError::InvalidRequest,
     };
     (code, e.to_string())
 }
@@ -393,6 +394,13 @@ pub async fn create_partitions(
                     format!("topic '{name}' does not exist"),
                 )
             })?;
+            // As Kafka: a moving partition's replica list is not the topic's replication factor.
+            if view.reassignments.keys().any(|(topic, _)| *topic == name) {
+                return Err((
+                    ResponseError::ReassignmentInProgress,
+                    format!("a partition reassignment of topic '{name}' is in progress"),
+                ));
+            }
             let current = topic.partitions.len() as i32;
             if t.count < current {
                 return Err((

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-pub use model::{BrokerMeta, ClusterView, PartitionMeta, TopicMeta};
+pub use model::{BrokerMeta, ClusterView, PartitionMeta, Reassigning, TopicMeta};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -42,6 +42,9 @@ pub enum MetadataError {
     /// The change was accepted but did not take effect before the deadline.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// This mode of the broker cannot do it (e.g. reassignment in standalone mode).
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 /// A topic to create, already validated and placed.
@@ -99,6 +102,27 @@ pub trait MetadataStore: Send + Sync {
     /// broker leads to another in-sync replica and to drop it from ISRs, and returns once the
     /// view shows it leads nothing that has another in-sync replica (or `Timeout`).
     async fn controlled_shutdown(&self, timeout: std::time::Duration) -> Result<(), MetadataError>;
+
+    /// Whether `reassign_partitions` can work here (cluster mode).
+    fn supports_reassignment(&self) -> bool {
+        false
+    }
+
+    /// Asks the controller to move partitions to new replicas (`Some`) or to cancel their move
+    /// in progress (`None`), Kafka's AlterPartitionReassignments. Returns once the controller
+    /// has begun every move (or `Timeout` after `timeout`); the rest happens in the background
+    /// (the view's `reassignments` show the moves in progress). Only cluster mode can move
+    /// replicas.
+    async fn reassign_partitions(
+        &self,
+        requests: Vec<(String, i32, Option<Vec<i32>>)>,
+        timeout: std::time::Duration,
+    ) -> Result<(), MetadataError> {
+        let _ = (requests, timeout);
+        Err(MetadataError::NotSupported(
+            "partition reassignment needs cluster mode (--coordinator)".into(),
+        ))
+    }
 
     /// True while this broker must not act as a leader: in cluster mode, when its coordinator
     /// session is lost or expired (a newer leader may exist). Standalone: never.

@@ -62,6 +62,16 @@ pub struct ClusterView {
     /// Brokers in controlled shutdown: leaders must not add them back to an ISR (KIP-841), or
     /// acks=all writes would wait on a replica that is about to stop fetching.
     pub shutting_down: std::collections::BTreeSet<i32>,
+    /// Partitions being reassigned (cluster mode): (topic, partition) → what is moving.
+    pub reassignments: BTreeMap<(String, i32), Reassigning>,
+}
+
+/// A partition reassignment in progress: its `replicas` (in `PartitionMeta`) are the target
+/// replicas followed by the original ones not in the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reassigning {
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 impl ClusterView {

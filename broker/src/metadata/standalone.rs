@@ -117,6 +117,7 @@ fn build_view(p: &Persisted, broker: &BrokerMeta, version: u64) -> ClusterView {
         default_broker_configs: p.default_broker_configs.clone(),
         broker_configs: p.broker_configs.clone(),
         shutting_down: Default::default(),
+        reassignments: Default::default(),
     }
 }
 

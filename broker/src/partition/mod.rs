@@ -491,6 +491,22 @@ impl Partition {
         self.changed.notify_waiters();
     }
 
+    /// No longer hosted here (reassigned away, or its topic deleted; Kafka's StopReplica): it
+    /// stops leading, so that produce requests waiting for acks=all answer
+    /// NOT_LEADER_OR_FOLLOWER now (the client retries on the new leader) instead of timing out.
+    pub fn stop(&self) {
+        {
+            let mut r = lock(&self.repl);
+            let epoch = match r.role {
+                Role::Leader { epoch } | Role::Follower { epoch, .. } => epoch,
+            };
+            r.role = Role::Follower { leader: -1, epoch };
+            r.followers.clear();
+        }
+        self.changed.notify_waiters();
+        self.data_arrived.notify_waiters();
+    }
+
     /// Returns true when this broker just became the leader.
     fn apply_meta_locked(&self, pm: &PartitionMeta, min_isr: usize, now_ms: i64) -> bool {
         let mut r = lock(&self.repl);
@@ -935,6 +951,9 @@ pub struct ReplicaManager {
     pub data_arrived: Arc<Notify>,
     /// Woken when a follower fetch suggests an ISR expansion (the ISR task acts on it).
     pub isr_work: Notify,
+    /// Whether the data directory has been checked for stray partition logs (see
+    /// `remove_stray_logs`).
+    strays_checked: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -959,6 +978,7 @@ impl ReplicaManager {
             reconcile_lock: Mutex::new(()),
             data_arrived: Arc::new(Notify::new()),
             isr_work: Notify::new(),
+            strays_checked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -1040,7 +1060,10 @@ impl ReplicaManager {
                 keep
             });
         }
+        // Topic deleted or this broker reassigned away (Kafka's StopReplica with delete): the
+        // fetcher drops it with the next metadata change, and the log goes.
         for p in removed {
+            p.stop();
             tracing::info!(topic = %p.topic, partition = p.index, "deleting partition log");
             // Other holders of the Arc (an in-flight request) finish against the open files;
             // the directory goes now.
@@ -1077,7 +1100,56 @@ impl ReplicaManager {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             map.insert((topic, index), Arc::new(p));
         }
+        if !view.topics.is_empty()
+            && !self
+                .strays_checked
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.remove_stray_logs(view);
+        }
         Ok(())
+    }
+
+    /// Once, with the first non-empty view: deletes logs left on disk for partitions this
+    /// broker is no longer a replica of (it was reassigned away while it was down; Kafka's
+    /// stray logs). Only partitions the view shows with other replicas count: a topic or
+    /// partition the view does not show yet is left alone.
+    fn remove_stray_logs(&self, view: &ClusterView) {
+        let entries = match std::fs::read_dir(&self.data_dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(dir = %self.data_dir.display(), error = %e, "cannot list the data directory for stray logs");
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((topic, index)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(index) = index.parse::<i32>() else {
+                continue;
+            };
+            let path = entry.path();
+            if !path.join(PARTITION_METADATA).is_file() || self.get(topic, index).is_some() {
+                continue;
+            }
+            let stray = view.topic(topic).is_some_and(|t| {
+                t.partitions
+                    .iter()
+                    .any(|p| p.index == index && !p.replicas.contains(&self.broker_id))
+            });
+            if stray {
+                tracing::info!(
+                    topic,
+                    partition = index,
+                    "deleting the log of a partition no longer assigned here"
+                );
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), error = %e, "could not delete stray partition directory");
+                }
+            }
+        }
     }
 
     /// Makes sure `dir` belongs to the topic with `topic_id`: a directory left by a deleted topic

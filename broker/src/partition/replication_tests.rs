@@ -524,3 +524,79 @@ fn an_old_leaders_unreplicated_tail_and_its_producer_state_go_on_truncation() {
     // And its next batch continues the sequence.
     assert_eq!(idem(&a, 2).base_offset, 9);
 }
+
+/// A view with topic `t` whose partitions have the given replicas.
+fn view_with(replicas: &[&[i32]]) -> Arc<crate::metadata::ClusterView> {
+    let topic = crate::metadata::TopicMeta {
+        name: "t".into(),
+        id: Uuid::from_u128(7),
+        partitions: replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| PartitionMeta {
+                index: i as i32,
+                leader: r[0],
+                leader_epoch: 0,
+                replicas: r.to_vec(),
+                isr: r.to_vec(),
+                partition_epoch: 0,
+            })
+            .collect(),
+        configs: Default::default(),
+        internal: false,
+    };
+    let mut v = crate::metadata::ClusterView::default();
+    v.topics.insert("t".into(), Arc::new(topic));
+    Arc::new(v)
+}
+
+#[test]
+fn a_replica_reassigned_away_deletes_its_log_and_strays_go_at_start() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::config::BrokerConfig::try_parse_from([
+        "rivulet-broker",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    let rm = super::ReplicaManager::new(dir.path(), ME);
+    rm.reconcile(|| view_with(&[&[ME, 2], &[2, ME]]), &cfg)
+        .unwrap();
+    assert!(dir.path().join("t-0").is_dir() && dir.path().join("t-1").is_dir());
+    // Reassigned away from partition 0 (StopReplica with delete): the log goes.
+    rm.reconcile(|| view_with(&[&[2, 3], &[2, ME]]), &cfg)
+        .unwrap();
+    assert!(rm.get("t", 0).is_none());
+    assert!(!dir.path().join("t-0").exists());
+    assert!(dir.path().join("t-1").is_dir());
+    drop(rm);
+
+    // Reassigned away from partition 1 while down: a new start deletes the stray log.
+    let rm = super::ReplicaManager::new(dir.path(), ME);
+    rm.reconcile(|| view_with(&[&[2, 3], &[2, 3], &[ME, 2]]), &cfg)
+        .unwrap();
+    assert!(!dir.path().join("t-1").exists());
+    assert!(dir.path().join("t-2").is_dir());
+}
+
+#[tokio::test]
+async fn a_stopped_replica_releases_acks_all_waits_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let p = Arc::new(open(d.path()));
+    p.apply_meta(&meta(ME, 1, &[1, 2], 0), 1, 0);
+    let a = append(&p, 1).unwrap();
+    let waiter = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            p.wait_committed(a.leader_epoch, a.last_offset, Duration::from_secs(5))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t0 = std::time::Instant::now();
+    p.stop();
+    assert_eq!(waiter.await.unwrap(), Err(CommitError::NotLeader));
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(!p.is_leader());
+}

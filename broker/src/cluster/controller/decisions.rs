@@ -36,6 +36,8 @@ pub enum Reason {
     ControlledShutdown,
     /// Leadership moved back to the preferred (first) replica.
     PreferredReplica,
+    /// A partition reassignment began, was cancelled or completed (see `reassign`).
+    Reassignment,
 }
 
 impl fmt::Display for Reason {
@@ -48,6 +50,7 @@ impl fmt::Display for Reason {
             Reason::IsrShrink => "isr-shrink",
             Reason::ControlledShutdown => "controlled-shutdown",
             Reason::PreferredReplica => "preferred-replica",
+            Reason::Reassignment => "reassignment",
         })
     }
 }

@@ -18,6 +18,10 @@
 //! - `/admin/controlled_shutdown/<id>` → leadership moves off `id`, and `id` leaves ISRs;
 //! - `/admin/delete_topics/<t>` → the topic's znodes go, then the request (brokers delete their
 //!   logs when the topic leaves their view);
+//! - `/admin/reassign_partitions` → each valid entry begins its move ([`reassign`], phase 1) in
+//!   the same transaction that removes it from the request; a move in progress (recorded in the
+//!   topic znode) completes once its target replicas are all in sync (phase 2), whoever the
+//!   controller is by then;
 //! - with `auto_rebalance`: every `rebalance_interval`, preferred-leader election for the
 //!   partitions of brokers whose leader imbalance is over `imbalance_percentage`, and as soon
 //!   as a returned broker is back in sync for partitions it prefers.
@@ -27,6 +31,7 @@
 
 pub mod decisions;
 pub mod fence;
+pub mod reassign;
 pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,8 +44,9 @@ use zookeeper_client as zk;
 
 use self::decisions::{Change, LeaderAndIsr, Liveness, Reason};
 use self::fence::{ControllerEpoch, FencedWrite, WriteError};
+use self::reassign::Assignment;
 use self::tree::{Target, Tree};
-use crate::cluster::zk_layout::{self as layout, ConfigZnode};
+use crate::cluster::zk_layout::{self as layout, ConfigZnode, ReassignmentZnode, TopicZnode};
 use crate::config::BrokerConfig;
 use crate::metrics::ControllerMetrics;
 
@@ -241,10 +247,37 @@ impl From<zk::Error> for Halt {
     }
 }
 
+/// One decided state znode write.
+#[derive(Debug)]
+struct StateWrite {
+    partition: i32,
+    old: LeaderAndIsr,
+    new: LeaderAndIsr,
+    version: i32,
+    reasons: Vec<Reason>,
+    /// Why the leader changed, as the election metric counts it (`None`: no new leader).
+    election: Option<&'static str>,
+}
+
 /// One decided write.
 #[derive(Debug)]
 enum Action {
     Delete(String),
+    /// Reassignment requests that cannot be carried out (logged with the reason) leave
+    /// `/admin/reassign_partitions`.
+    DropRequests(Vec<((String, i32), String)>),
+    /// Reassignments begin or complete for some partitions of a topic: the topic znode (new
+    /// assignment, adding/removing), the states that change with it, and the requests consumed,
+    /// in one transaction.
+    Reassign {
+        topic: String,
+        topic_version: i32,
+        znode: TopicZnode,
+        /// Partition → (old, new) assignment, for the log.
+        moves: Vec<(i32, Assignment, Assignment)>,
+        states: Vec<StateWrite>,
+        consumed: Vec<(String, i32)>,
+    },
     Create {
         topic: String,
         topic_version: i32,
@@ -323,6 +356,7 @@ enum TargetKey {
     Topic(String),
     Deletion(String),
     Shutdown(i32),
+    Reassign,
 }
 
 impl<'a> Controller<'a> {
@@ -479,6 +513,9 @@ impl<'a> Controller<'a> {
             Target::Shutdown(id) => {
                 self.dirty.insert(TargetKey::Shutdown(id));
             }
+            Target::Reassign => {
+                self.dirty.insert(TargetKey::Reassign);
+            }
             Target::Other => {}
         }
     }
@@ -592,7 +629,18 @@ impl<'a> Controller<'a> {
                     }
                 }
             }
+            TargetKey::Reassign => self.reload_reassignments().await?,
         }
+        Ok(())
+    }
+
+    async fn reload_reassignments(&mut self) -> Result<(), zk::Error> {
+        let (entries, version) = tree::load_reassignments(self.client).await?;
+        if !entries.is_empty() && entries != self.tree.reassign {
+            info!(requests = entries.len(), "partition reassignment requested");
+        }
+        self.tree.reassign = entries;
+        self.tree.reassign_version = version;
         Ok(())
     }
 
@@ -684,6 +732,10 @@ impl<'a> Controller<'a> {
             .iter()
             .map(|t| Action::Delete(t.clone()))
             .collect();
+        let (requests, dropped) = self.reassign_requests(&live);
+        if !dropped.is_empty() {
+            actions.push(Action::DropRequests(dropped));
+        }
         let mut unclean_memo: BTreeMap<&str, bool> = BTreeMap::new();
         // The periodic check acts only for brokers over the imbalance threshold (judged on the
         // states as read); a returned broker gets its partitions back at once regardless.
@@ -725,6 +777,9 @@ impl<'a> Controller<'a> {
                     states: chunk.to_vec(),
                 });
             }
+            let mut writes: Vec<StateWrite> = Vec::new();
+            let mut moves: Vec<(i32, Assignment, Assignment)> = Vec::new();
+            let mut consumed: Vec<(String, i32)> = Vec::new();
             for (p, (state, version)) in &t.states {
                 let Some(replicas) = t.assignment.get(p) else {
                     continue;
@@ -783,10 +838,54 @@ impl<'a> Controller<'a> {
                         &mut cur,
                     );
                 }
+                // Reassignment: begin a requested move (phase 1), then complete any move in
+                // progress whose target replicas are all in sync (phase 2).
+                let current = Assignment {
+                    replicas: replicas.clone(),
+                    adding: t.adding.get(p).cloned().unwrap_or_default(),
+                    removing: t.removing.get(p).cloned().unwrap_or_default(),
+                };
+                let mut next = current.clone();
+                if let Some(request) = requests.get(&(name.clone(), *p)) {
+                    let target = request.clone().unwrap_or_else(|| current.original());
+                    let begun = reassign::begin(&current, &target);
+                    match reassign::fit_state(&begun.replicas, &cur, alive) {
+                        Ok(fitted) => {
+                            if let Some(s) = fitted {
+                                if s.leader >= 0 && s.leader != cur.leader {
+                                    elected_by = Some(Reason::Reassignment);
+                                }
+                                cur = s;
+                                reasons.push(Reason::Reassignment);
+                            }
+                            next = begun;
+                            consumed.push((name.clone(), *p));
+                        }
+                        Err(e) => warn!(
+                            topic = %name,
+                            partition = p,
+                            target = ?target,
+                            error = %e,
+                            "partition reassignment cannot begin yet"
+                        ),
+                    }
+                }
+                if let Some((done, s)) = reassign::complete(&next, &cur, alive) {
+                    if s.leader != cur.leader {
+                        elected_by = Some(Reason::Reassignment);
+                    }
+                    if s != cur {
+                        reasons.push(Reason::Reassignment);
+                    }
+                    cur = s;
+                    next = done;
+                }
+                if next != current {
+                    moves.push((*p, current, next));
+                }
                 if cur != *state {
                     let election = elected_by.and_then(|r| election_kind(state, &cur, r));
-                    actions.push(Action::Set {
-                        topic: name.clone(),
+                    writes.push(StateWrite {
                         partition: *p,
                         old: state.clone(),
                         new: cur,
@@ -796,8 +895,97 @@ impl<'a> Controller<'a> {
                     });
                 }
             }
+            // A consumed request with nothing to change (its target is the assignment already)
+            // still goes through the topic's transaction, to leave the request znode.
+            match (moves.is_empty() && consumed.is_empty(), &t.znode) {
+                (false, Some(z)) => {
+                    let mut znode = z.clone();
+                    for (p, _, a) in &moves {
+                        let key = p.to_string();
+                        znode.partitions.insert(key.clone(), a.replicas.clone());
+                        if a.adding.is_empty() {
+                            znode.adding_replicas.remove(&key);
+                        } else {
+                            znode.adding_replicas.insert(key.clone(), a.adding.clone());
+                        }
+                        if a.removing.is_empty() {
+                            znode.removing_replicas.remove(&key);
+                        } else {
+                            znode.removing_replicas.insert(key, a.removing.clone());
+                        }
+                    }
+                    actions.push(Action::Reassign {
+                        topic: name.clone(),
+                        topic_version: t.version,
+                        znode,
+                        moves,
+                        states: writes,
+                        consumed,
+                    });
+                }
+                _ => {
+                    for w in writes {
+                        actions.push(Action::Set {
+                            topic: name.clone(),
+                            partition: w.partition,
+                            old: w.old,
+                            new: w.new,
+                            version: w.version,
+                            reasons: w.reasons,
+                            election: w.election,
+                        });
+                    }
+                }
+            }
         }
         Ok(actions)
+    }
+
+    /// The pending reassignment requests to act on ((topic, partition) → target, `None` =
+    /// cancel), and those to drop with the reason: unknown topic or partition, topic being
+    /// deleted, invalid target, or a cancellation with nothing in progress. A later entry for
+    /// the same partition replaces an earlier one.
+    #[allow(clippy::type_complexity)]
+    fn reassign_requests(
+        &self,
+        registered: &BTreeSet<i32>,
+    ) -> (
+        BTreeMap<(String, i32), Option<Vec<i32>>>,
+        Vec<((String, i32), String)>,
+    ) {
+        let mut valid = BTreeMap::new();
+        let mut dropped = Vec::new();
+        for e in &self.tree.reassign {
+            let key = (e.topic.clone(), e.partition);
+            let t = self.tree.topics.get(&e.topic);
+            let problem = if self.tree.deletions.contains(&e.topic) {
+                Some("the topic is being deleted".to_string())
+            } else if !t.is_some_and(|t| t.assignment.contains_key(&e.partition)) {
+                Some("unknown topic or partition".to_string())
+            } else {
+                match &e.replicas {
+                    Some(target) => reassign::validate(target, registered)
+                        .err()
+                        .map(|err| err.to_string()),
+                    None => {
+                        let moving = t.is_some_and(|t| {
+                            t.adding.contains_key(&e.partition)
+                                || t.removing.contains_key(&e.partition)
+                        });
+                        (!moving).then(|| "no reassignment in progress to cancel".to_string())
+                    }
+                }
+            };
+            valid.remove(&key);
+            dropped.retain(|(k, _)| *k != key);
+            match problem {
+                Some(reason) => dropped.push((key, reason)),
+                None => {
+                    valid.insert(key, e.replicas.clone());
+                }
+            }
+        }
+        (valid, dropped)
     }
 
     async fn execute(&mut self, action: Action) -> Result<(), Halt> {
@@ -879,6 +1067,134 @@ impl<'a> Controller<'a> {
                 }
             }
             Action::Delete(topic) => self.delete_topic(&topic).await,
+            Action::DropRequests(dropped) => {
+                let keys: Vec<(String, i32)> = dropped.iter().map(|(k, _)| k.clone()).collect();
+                let mut w = FencedWrite::new(self.client, &self.epoch)?;
+                self.consume_requests(&mut w, &keys)?;
+                match w.commit().await {
+                    Ok(_) => {
+                        for ((topic, partition), reason) in dropped {
+                            warn!(
+                                topic,
+                                partition, reason, "partition reassignment request dropped"
+                            );
+                        }
+                        self.reload_reassignments().await?;
+                        Ok(())
+                    }
+                    Err(WriteError::Conflict { op, source }) => {
+                        debug!(op, error = %source, "reassignment request changed meanwhile");
+                        self.reload_reassignments().await?;
+                        Ok(())
+                    }
+                    Err(e) => self.write_failed(e, "").await,
+                }
+            }
+            Action::Reassign {
+                topic,
+                topic_version,
+                znode,
+                moves,
+                states,
+                consumed,
+            } => {
+                let mut w = FencedWrite::new(self.client, &self.epoch)?;
+                w.set(
+                    &layout::topic_path(&topic),
+                    &layout::encode(&znode),
+                    topic_version,
+                )?;
+                for s in &states {
+                    w.set(
+                        &layout::partition_state_path(&topic, s.partition),
+                        &fence::state_znode(&self.epoch, &s.new),
+                        s.version,
+                    )?;
+                }
+                self.consume_requests(&mut w, &consumed)?;
+                match w.commit().await {
+                    Ok(_) => {
+                        for (p, old, new) in &moves {
+                            let phase = if new.in_progress() {
+                                "partition reassignment began"
+                            } else if old.in_progress() {
+                                "partition reassignment completed"
+                            } else {
+                                "partition replicas reordered"
+                            };
+                            info!(
+                                topic = %topic,
+                                partition = p,
+                                old_replicas = ?old.replicas,
+                                replicas = ?new.replicas,
+                                adding = ?new.adding,
+                                removing = ?new.removing,
+                                controller_epoch = self.epoch.value,
+                                "{phase}"
+                            );
+                        }
+                        for s in &states {
+                            log_change(
+                                &topic,
+                                s.partition,
+                                &s.old,
+                                &s.new,
+                                &s.reasons,
+                                self.epoch.value,
+                            );
+                            if let Some(kind) = s.election {
+                                self.cfg.metrics.leader_elected(kind);
+                            }
+                        }
+                        self.reload_topic(&topic).await?;
+                        if !consumed.is_empty() {
+                            self.reload_reassignments().await?;
+                        }
+                        Ok(())
+                    }
+                    Err(WriteError::Conflict { op, source }) => {
+                        debug!(topic, op, error = %source, "reassignment write lost a race; re-reading");
+                        self.reload_topic(&topic).await?;
+                        self.reload_reassignments().await?;
+                        Ok(())
+                    }
+                    Err(e) => self.write_failed(e, &topic).await,
+                }
+            }
+        }
+    }
+
+    /// Adds to `w` the removal of `keys` from `/admin/reassign_partitions` (the znode goes when
+    /// nothing is left), checked against the version read.
+    fn consume_requests(
+        &self,
+        w: &mut FencedWrite<'_>,
+        keys: &[(String, i32)],
+    ) -> Result<(), zk::Error> {
+        let Some(version) = self.tree.reassign_version else {
+            return Ok(());
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let left: Vec<_> = self
+            .tree
+            .reassign
+            .iter()
+            .filter(|e| !keys.contains(&(e.topic.clone(), e.partition)))
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            w.delete(layout::REASSIGN_PARTITIONS, version)
+        } else {
+            w.set(
+                layout::REASSIGN_PARTITIONS,
+                &layout::encode(&ReassignmentZnode {
+                    version: 1,
+                    partitions: left,
+                }),
+                version,
+            )
         }
     }
 
@@ -955,6 +1271,7 @@ fn election_kind(old: &LeaderAndIsr, new: &LeaderAndIsr, by: Reason) -> Option<&
         Reason::UncleanElection => Some("unclean"),
         Reason::ControlledShutdown => Some("controlled_shutdown"),
         Reason::PreferredReplica => Some("preferred"),
+        Reason::Reassignment => Some("reassignment"),
         Reason::NewPartition | Reason::NoLeader | Reason::IsrShrink => None,
     }
 }

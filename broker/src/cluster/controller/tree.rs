@@ -7,7 +7,9 @@ use tracing::warn;
 use zookeeper_client as zk;
 
 use super::decisions::LeaderAndIsr;
-use crate::cluster::zk_layout::{self as layout, PartitionStateZnode, TopicZnode};
+use crate::cluster::zk_layout::{
+    self as layout, PartitionStateZnode, ReassignmentEntry, ReassignmentZnode, TopicZnode,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicEntry {
@@ -21,6 +23,11 @@ pub struct TopicEntry {
     pub partition_nodes: BTreeSet<i32>,
     /// Partition → (state, state znode version).
     pub states: BTreeMap<i32, (LeaderAndIsr, i32)>,
+    /// Partitions being reassigned → replicas being added / removed.
+    pub adding: BTreeMap<i32, Vec<i32>>,
+    pub removing: BTreeMap<i32, Vec<i32>>,
+    /// The decoded topic znode, rewritten (fields kept) when an assignment changes.
+    pub znode: Option<TopicZnode>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -32,6 +39,10 @@ pub struct Tree {
     pub deletions: BTreeSet<String>,
     /// Brokers with a pending `/admin/controlled_shutdown/<id>` request → its czxid.
     pub shutdowns: BTreeMap<i32, i64>,
+    /// Requested reassignments not yet begun (`/admin/reassign_partitions`).
+    pub reassign: Vec<ReassignmentEntry>,
+    /// Version of `/admin/reassign_partitions`; `None` when it does not exist.
+    pub reassign_version: Option<i32>,
 }
 
 /// What a changed path is about.
@@ -42,6 +53,7 @@ pub enum Target {
     Topic(String),
     Deletion(String),
     Shutdown(i32),
+    Reassign,
     Controller,
     Other,
 }
@@ -49,6 +61,9 @@ pub enum Target {
 pub fn classify(path: &str) -> Target {
     if path == layout::CONTROLLER || path == layout::CONTROLLER_EPOCH {
         return Target::Controller;
+    }
+    if path == layout::REASSIGN_PARTITIONS {
+        return Target::Reassign;
     }
     let child = |prefix: &str| -> Option<String> {
         let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
@@ -129,11 +144,34 @@ impl Tree {
                 tree.shutdowns.insert(id, c);
             }
         }
+        (tree.reassign, tree.reassign_version) = load_reassignments(client).await?;
         Ok(tree)
     }
 
     pub fn live(&self) -> BTreeSet<i32> {
         self.brokers.keys().copied().collect()
+    }
+}
+
+/// Reads `/admin/reassign_partitions`: its entries and version (malformed JSON counts as no
+/// entries, so the controller's next write replaces it).
+pub async fn load_reassignments(
+    client: &zk::Client,
+) -> Result<(Vec<ReassignmentEntry>, Option<i32>), zk::Error> {
+    let path = layout::REASSIGN_PARTITIONS;
+    match client.get_data(path).await {
+        Ok((data, stat)) => {
+            let entries = match layout::decode::<ReassignmentZnode>(path, &data) {
+                Ok(z) => z.partitions,
+                Err(e) => {
+                    warn!(error = %e, "dropping a malformed reassignment request");
+                    Vec::new()
+                }
+            };
+            Ok((entries, Some(stat.version)))
+        }
+        Err(zk::Error::NoNode) => Ok((Vec::new(), None)),
+        Err(e) => Err(e),
     }
 }
 
@@ -152,16 +190,29 @@ pub async fn load_topic(client: &zk::Client, name: &str) -> Result<Option<TopicE
     };
     match layout::decode::<TopicZnode>(&tpath, &data) {
         Ok(t) => {
-            for (p, replicas) in t.partitions {
+            for (p, replicas) in &t.partitions {
                 match p.parse::<i32>() {
                     Ok(p) if p >= 0 => {
-                        entry.assignment.insert(p, replicas);
+                        entry.assignment.insert(p, replicas.clone());
                     }
                     _ => {
                         warn!(topic = name, partition = %p, "ignoring a malformed partition id in the topic znode")
                     }
                 }
             }
+            for (from, to) in [
+                (&t.adding_replicas, &mut entry.adding),
+                (&t.removing_replicas, &mut entry.removing),
+            ] {
+                for (p, replicas) in from {
+                    if let Ok(p) = p.parse::<i32>() {
+                        if !replicas.is_empty() {
+                            to.insert(p, replicas.clone());
+                        }
+                    }
+                }
+            }
+            entry.znode = Some(t);
         }
         // Left without an assignment: nothing is decided for it until it is fixed or deleted.
         Err(e) => warn!(topic = name, error = %e, "malformed topic znode"),
@@ -267,6 +318,7 @@ mod tests {
             Target::Shutdown(2)
         );
         assert_eq!(classify("/controller"), Target::Controller);
+        assert_eq!(classify("/admin/reassign_partitions"), Target::Reassign);
         assert_eq!(classify("/controller_epoch"), Target::Controller);
         assert_eq!(classify("/config/topics/t"), Target::Other);
     }

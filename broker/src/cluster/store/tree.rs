@@ -19,6 +19,9 @@ pub struct TopicEntry {
     /// Replicas per partition, index = partition id.
     pub assignment: Vec<Vec<i32>>,
     pub internal: bool,
+    /// Partitions being reassigned → replicas being added / removed.
+    pub adding: BTreeMap<i32, Vec<i32>>,
+    pub removing: BTreeMap<i32, Vec<i32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,10 +157,18 @@ fn topic_entry(path: &str, z: TopicZnode) -> Option<TopicEntry> {
         );
         return None;
     }
+    let moving = |m: BTreeMap<String, Vec<i32>>| -> BTreeMap<i32, Vec<i32>> {
+        m.into_iter()
+            .filter(|(_, r)| !r.is_empty())
+            .filter_map(|(p, r)| p.parse().ok().map(|p| (p, r)))
+            .collect()
+    };
     Some(TopicEntry {
         id,
         assignment: parts.into_iter().map(|(_, r)| r).collect(),
         internal: z.internal,
+        adding: moving(z.adding_replicas),
+        removing: moving(z.removing_replicas),
     })
 }
 
@@ -402,6 +413,18 @@ impl Tree {
                 }),
             );
         }
+        let mut reassignments = BTreeMap::new();
+        for (name, entry) in &self.topics {
+            for p in entry.adding.keys().chain(entry.removing.keys()) {
+                reassignments.insert(
+                    (name.clone(), *p),
+                    crate::metadata::Reassigning {
+                        adding: entry.adding.get(p).cloned().unwrap_or_default(),
+                        removing: entry.removing.get(p).cloned().unwrap_or_default(),
+                    },
+                );
+            }
+        }
         let mut broker_configs = BTreeMap::new();
         let mut default_broker_configs = BTreeMap::new();
         for (entity, config) in &self.broker_configs {
@@ -420,6 +443,7 @@ impl Tree {
             default_broker_configs,
             broker_configs,
             shutting_down: self.shutting_down.clone(),
+            reassignments,
         }
     }
 
@@ -509,6 +533,8 @@ mod tests {
                 id,
                 assignment: vec![vec![1, 2], vec![2, 1]],
                 internal: false,
+                adding: BTreeMap::new(),
+                removing: BTreeMap::new(),
             },
         );
         assert!(t.build_view(1).topics.is_empty());
