@@ -3,18 +3,30 @@ normalised transcript. The same scenario against Apache ZooKeeper and against
 rivulet-coordinator must give equal transcripts."""
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
 from kazoo.client import KazooClient
-from kazoo.protocol.states import ZnodeStat
+from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.retry import KazooRetry
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, Id, make_digest_acl
 
 import zkext
 
 EVENT_NAMES = {1: "created", 2: "deleted", 3: "changed", 4: "child"}
 CONTAINER = -(1 << 63)
+
+
+def reconnect_retry():
+    """kazoo's default reconnect backoff doubles without bound (0.1 s x 2^n, each step
+    also scaled by a random +-40% jitter that compounds), so while a slow JVM restarts
+    Apache ZooKeeper a client's next attempt can land more than its session timeout after
+    the server came back; ZooKeeper then rightly expires the session and its ephemerals,
+    and the transcript depends on luck. Capping the delay keeps reconnects within ~0.7 s
+    of the server being ready, as any deployment that wants to keep its sessions does."""
+    return KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=0.5)
 
 
 def load(path):
@@ -63,8 +75,15 @@ class Run:
         return self.clients[step.get("c", "a")]
 
     def op_connect(self, s):
-        kw = {"timeout": s.get("timeout", 4.0)}
-        c = KazooClient(hosts=self.server.hosts, **kw)
+        kw = {"timeout": s.get("timeout", 4.0), "connection_retry": reconnect_retry()}
+        # The same server listed twice: kazoo waits session_timeout / len(hosts) for a
+        # connect reply. Apache ZooKeeper 3.8 binds its port before loading its database,
+        # and a connection accepted in that window is neither answered nor closed (its
+        # close() hits a NullPointerException on the not-yet-loaded database). With one
+        # entry, a client reconnecting into that window after a restart waits a whole
+        # session timeout and finds its session expired; with two, it gives up after half
+        # and retries the next (same) entry while the session is still alive.
+        c = KazooClient(hosts=[self.server.hosts] * 2, **kw)
         c.start(timeout=15)
         zkext.tap_events(c)
         for cred in s.get("auth", []):
@@ -205,15 +224,40 @@ class Run:
         return "still-there"
 
     def op_restart(self, s):
-        """Restarts the server (graceful stop, same port and data); every client
-        reconnects with its session and re-arms its watches (setWatches)."""
+        """Restarts the server (graceful stop, same port and data) and waits until every
+        client has seen its connection drop and has connected again. Records per client
+        whether it got its old session back (ephemerals kept) or a new one (expired)."""
+        dropped = {}
+        listeners = {}
+        sessions = {}
+        for name, c in self.clients.items():
+            ev = dropped[name] = threading.Event()
+
+            def on_state(state, ev=ev):
+                if state != KazooState.CONNECTED:
+                    ev.set()
+
+            # Wait for the drop itself: right after stop() a client may not have
+            # noticed yet and still report connected=True.
+            c.add_listener(on_state)
+            listeners[name] = on_state
+            sessions[name] = c.client_id[0]
         self.server.stop()
         self.server.start()
         end = time.time() + 20
-        for c in self.clients.values():
-            while not c.connected and time.time() < end:
+        out = {}
+        for name, c in sorted(self.clients.items()):
+            while not (dropped[name].is_set() and c.connected) and time.time() < end:
                 time.sleep(0.05)
-        return all(c.connected for c in self.clients.values())
+            c.remove_listener(listeners[name])
+            cid = c.client_id if dropped[name].is_set() else None  # None while not connected
+            if cid is None:
+                out[name] = "not-reconnected"
+            elif cid[0] == sessions[name]:
+                out[name] = "same-session"
+            else:
+                out[name] = "new-session"
+        return out
 
     def op_sleep(self, s):
         time.sleep(s["seconds"])
