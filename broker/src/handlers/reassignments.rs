@@ -7,6 +7,7 @@
 //! Standalone mode has one broker and nothing to move: Alter answers INVALID_REQUEST, List an
 //! empty list.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -23,6 +24,7 @@ use kafka_protocol::messages::{
 
 use super::{s, topic_name};
 use crate::broker::Broker;
+use crate::cluster::controller::reassign;
 use crate::metadata::ClusterView;
 
 /// How long Alter waits for the controller to begin the moves when the request gives no timeout.
@@ -57,17 +59,10 @@ fn check(
             )
         });
     };
-    let invalid = |m: String| Some((ResponseError::InvalidReplicaAssignment, m));
-    if target.is_empty() {
-        return invalid("the target replica list is empty".into());
-    }
-    for (i, r) in target.iter().enumerate() {
-        if target[..i].contains(r) {
-            return invalid(format!("broker {r} appears twice in the target replicas"));
-        }
-        if view.broker(*r).is_none() {
-            return invalid(format!("broker {r} is not a registered broker"));
-        }
+    // The controller's own check, so that what is accepted here is not dropped there.
+    let registered: BTreeSet<i32> = view.brokers.iter().map(|b| b.id).collect();
+    if let Err(e) = reassign::validate(target, &registered) {
+        return Some((ResponseError::InvalidReplicaAssignment, e.to_string()));
     }
     if !allow_rf_change {
         // The replication factor before any move in progress.

@@ -284,15 +284,10 @@ enum Action {
         create_dir: bool,
         states: Vec<(i32, bool, LeaderAndIsr)>,
     },
+    /// One partition's state alone (compare-and-set on its version).
     Set {
         topic: String,
-        partition: i32,
-        old: LeaderAndIsr,
-        new: LeaderAndIsr,
-        version: i32,
-        reasons: Vec<Reason>,
-        /// Why the leader changed, as the election metric counts it (`None`: no new leader).
-        election: Option<&'static str>,
+        write: StateWrite,
     },
 }
 
@@ -924,17 +919,10 @@ impl<'a> Controller<'a> {
                     });
                 }
                 _ => {
-                    for w in writes {
-                        actions.push(Action::Set {
-                            topic: name.clone(),
-                            partition: w.partition,
-                            old: w.old,
-                            new: w.new,
-                            version: w.version,
-                            reasons: w.reasons,
-                            election: w.election,
-                        });
-                    }
+                    actions.extend(writes.into_iter().map(|write| Action::Set {
+                        topic: name.clone(),
+                        write,
+                    }));
                 }
             }
         }
@@ -992,12 +980,15 @@ impl<'a> Controller<'a> {
         match action {
             Action::Set {
                 topic,
-                partition,
-                old,
-                new,
-                version,
-                reasons,
-                election,
+                write:
+                    StateWrite {
+                        partition,
+                        old,
+                        new,
+                        version,
+                        reasons,
+                        election,
+                    },
             } => {
                 let r = fence::set_partition_state(
                     self.client,
