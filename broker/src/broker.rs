@@ -30,6 +30,24 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A standalone broker on `config.data_dir` (its metadata in that directory) with its logs
+    /// opened, not serving: what tests and tools embed. `main` adds the data-directory lock,
+    /// the listeners and cluster mode.
+    pub fn open_standalone(config: BrokerConfig, me: BrokerMeta) -> anyhow::Result<Arc<Broker>> {
+        let store =
+            crate::metadata::standalone::LocalMetadataStore::open(&config.data_dir, me.clone())?;
+        let replicas = ReplicaManager::new(&config.data_dir, me.id);
+        let b = Arc::new(Broker::new(
+            config,
+            me,
+            Arc::new(store),
+            replicas,
+            Metrics::new(),
+        ));
+        b.sync_partitions()?;
+        Ok(b)
+    }
+
     pub fn new(
         config: BrokerConfig,
         me: BrokerMeta,

@@ -17,10 +17,7 @@ use proptest::prelude::*;
 
 use rivulet_broker::broker::Broker;
 use rivulet_broker::config::BrokerConfig;
-use rivulet_broker::metadata::standalone::LocalMetadataStore;
 use rivulet_broker::metadata::BrokerMeta;
-use rivulet_broker::metrics::Metrics;
-use rivulet_broker::partition::ReplicaManager;
 use rivulet_broker::protocol::codec::decode_request;
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
@@ -32,11 +29,7 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
         port: 9092,
         rack: None,
     };
-    let store = LocalMetadataStore::open(dir, me.clone()).unwrap();
-    let replicas = ReplicaManager::new(dir, 0);
-    let b = Broker::new(cfg, me, Arc::new(store), replicas, Metrics::new());
-    b.sync_partitions().unwrap();
-    Arc::new(b)
+    Broker::open_standalone(cfg, me).unwrap()
 }
 
 fn frame(api: ApiKey, version: i16, body: &impl Encodable) -> Bytes {

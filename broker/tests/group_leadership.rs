@@ -25,10 +25,8 @@ use rivulet_broker::group::records::{Key, OffsetValue};
 use rivulet_broker::group::state::{CommittedOffset, JoinParams};
 use rivulet_broker::group::{GroupCoordinator, OFFSETS_TOPIC};
 use rivulet_broker::metadata::model::PartitionMeta;
-use rivulet_broker::metadata::standalone::LocalMetadataStore;
 use rivulet_broker::metadata::{BrokerMeta, NewTopic};
-use rivulet_broker::metrics::Metrics;
-use rivulet_broker::partition::{Partition, ReplicaManager};
+use rivulet_broker::partition::Partition;
 
 const ME: i32 = 0;
 const OTHER: i32 = 7;
@@ -50,16 +48,7 @@ async fn broker(dir: &std::path::Path) -> Arc<Broker> {
         port: 9092,
         rack: None,
     };
-    let store = LocalMetadataStore::open(dir, me.clone()).unwrap();
-    let replicas = ReplicaManager::new(dir, ME);
-    let b = Arc::new(Broker::new(
-        cfg,
-        me,
-        Arc::new(store),
-        replicas,
-        Metrics::new(),
-    ));
-    b.sync_partitions().unwrap();
+    let b = Broker::open_standalone(cfg, me).unwrap();
     b.metadata
         .create_topic(NewTopic {
             name: "t".into(),

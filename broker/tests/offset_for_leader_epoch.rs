@@ -270,10 +270,8 @@ mod in_process {
     use rivulet_broker::config::BrokerConfig;
     use rivulet_broker::handlers::offset_for_leader_epoch::handle;
     use rivulet_broker::metadata::model::PartitionMeta;
-    use rivulet_broker::metadata::standalone::LocalMetadataStore;
     use rivulet_broker::metadata::{BrokerMeta, NewTopic};
-    use rivulet_broker::metrics::Metrics;
-    use rivulet_broker::partition::{Partition, ReplicaManager};
+    use rivulet_broker::partition::Partition;
 
     const FENCED_LEADER_EPOCH: i16 = 74;
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -308,14 +306,7 @@ mod in_process {
             port: 9092,
             rack: None,
         };
-        let store = LocalMetadataStore::open(dir, me.clone()).unwrap();
-        let b = Arc::new(Broker::new(
-            cfg,
-            me,
-            Arc::new(store),
-            ReplicaManager::new(dir, 0),
-            Metrics::new(),
-        ));
+        let b = Broker::open_standalone(cfg, me).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -312,15 +312,7 @@ mod tests {
             port: 9092,
             rack: None,
         };
-        let store =
-            crate::metadata::standalone::LocalMetadataStore::open(dir.path(), me.clone()).unwrap();
-        let b = Broker::new(
-            cfg,
-            me,
-            Arc::new(store),
-            crate::partition::ReplicaManager::new(dir.path(), 0),
-            crate::metrics::Metrics::new(),
-        );
+        let b = Broker::open_standalone(cfg, me).unwrap();
         let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
             ReassignableTopic::default()
                 .with_name(topic_name("t"))
