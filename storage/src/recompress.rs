@@ -184,6 +184,13 @@ mod tests {
 
     /// A record decoded back to owned fields: (timestamp, offset, key, value, raw header bytes).
     type Decoded = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>);
+    /// A record to encode: (timestamp, key, value, headers).
+    type Owned = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    );
 
     fn decode_all(batch: &[u8]) -> (BatchHeader, Vec<Decoded>) {
         let (h, body) = records_section(batch).unwrap();
@@ -207,12 +214,7 @@ mod tests {
         (h, out)
     }
 
-    fn sample() -> Vec<(
-        i64,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    )> {
+    fn sample() -> Vec<Owned> {
         (0..40)
             .map(|i: i64| {
                 (
@@ -229,14 +231,7 @@ mod tests {
             .collect()
     }
 
-    fn to_recs(
-        owned: &[(
-            i64,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        )],
-    ) -> Vec<Rec<'_>> {
+    fn to_recs(owned: &[Owned]) -> Vec<Rec<'_>> {
         owned
             .iter()
             .map(|(ts, k, v, hs)| Rec {
