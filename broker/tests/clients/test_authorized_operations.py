@@ -65,3 +65,39 @@ def test_describe_consumer_groups(broker):
             kp.close()
     finally:
         c.close()
+
+
+def test_metadata_versions_8_to_12(broker):
+    """Metadata through kafka-python at pinned versions: the topic's operations from v8, the
+    cluster's only in v8-10 (v11 moved them to DescribeCluster), "omitted" when not asked."""
+    from kafka.protocol.metadata import MetadataRequest
+
+    topic = unique_topic("authz-md")
+    create_topic(broker.bootstrap, topic)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    # kafka-python decodes the bitfield into the set of operation codes; INT32_MIN into None.
+    topic_bits = {op.value for op in TOPIC_OPS}
+    cluster_bits = {op.value for op in CLUSTER_OPS}
+    omitted = None
+    try:
+        for version in (8, 9, 10, 11, 12):
+            for asked in (True, False):
+                req = MetadataRequest(
+                    topics=[MetadataRequest.MetadataRequestTopic(name=topic)],
+                    allow_auto_topic_creation=False,
+                    include_cluster_authorized_operations=asked and version <= 10,
+                    include_topic_authorized_operations=asked,
+                    min_version=version,
+                    max_version=version,
+                )
+
+                async def send(r=req):
+                    return await kp._manager.send(r)
+
+                resp = kp._manager.run(send)
+                [t] = resp.topics
+                assert t.authorized_operations == (topic_bits if asked else omitted), (version, asked)
+                if version <= 10:
+                    assert resp.authorized_operations == (cluster_bits if asked else omitted), (version, asked)
+    finally:
+        kp.close()
