@@ -29,3 +29,9 @@ BENCH_TARGETS += bench-groups
 .PHONY: bench-groups
 bench-groups:
 	$(PY) broker/bench/groups_bench.py --broker $(BIN)/rivulet-broker
+
+# Broker-side recompression (topic compression.type): MB/s and CPU-s per GB for each codec pair.
+BENCH_TARGETS += bench-recompress
+.PHONY: bench-recompress
+bench-recompress:
+	$(CARGO) run --release -q -p rivulet-storage --example recompress_bench

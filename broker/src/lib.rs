@@ -4,10 +4,12 @@
 //! `metadata` (topic/cluster metadata behind the `MetadataStore` trait; standalone implementation on
 //! local disk), `partition` (the partitions this broker hosts: logs + idempotent-producer state),
 //! `topic_config` (Kafka topic/broker config keys), `server` (TCP accept and connection loop),
-//! `admin_http` + `metrics` (operations surface), `background` (retention and flush schedulers).
+//! `admin_http` + `metrics` (operations surface), `background` (retention and flush schedulers),
+//! `authorization` (the authorized-operations bitfields; where an ACL authorizer will plug in).
 
 pub mod admin_http;
 pub mod alloc_guard;
+pub mod authorization;
 pub mod background;
 pub mod broker;
 pub mod cluster;

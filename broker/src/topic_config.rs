@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::{CleanupPolicy, LogConfig, TimestampType};
+use rivulet_storage::{CleanupPolicy, CompressionType, LogConfig, TimestampType};
 
 use crate::config::BrokerConfig;
 
@@ -119,18 +119,14 @@ fn v_ratio(v: &str) -> Result<(), String> {
     }
 }
 fn v_compression(v: &str) -> Result<(), String> {
-    match v.trim() {
-        "producer" => Ok(()),
-        "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Err(format!(
-            "compression.type={v} would need broker-side recompression, which this broker does not do; use 'producer'"
-        )),
-        _ => Err(format!("'{v}' is not a valid compression.type")),
-    }
+    CompressionType::parse(v).map(|_| ()).ok_or_else(|| {
+        format!("'{v}' is not a valid compression.type (uncompressed, zstd, lz4, snappy, gzip, producer)")
+    })
 }
 
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", kind: ConfigType::List, doc: "What happens to old segments: delete (time/size retention), compact (keep the latest record per key), or both.", validate: v_cleanup_policy },
-    TopicConfigDef { name: "compression.type", broker_name: "compression.type", kind: ConfigType::String, doc: "Batches are stored as the producer compressed them.", validate: v_compression },
+    TopicConfigDef { name: "compression.type", broker_name: "compression.type", kind: ConfigType::String, doc: "Codec batches are stored with: producer keeps the producer's; a codec name (or uncompressed) makes the leader recompress batches in another codec.", validate: v_compression },
     TopicConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", kind: ConfigType::Long, doc: "How long the log cleaner keeps tombstones after it first saw them on a compacted topic.", validate: v_non_negative_long },
     TopicConfigDef { name: "flush.messages", broker_name: "log.flush.interval.messages", kind: ConfigType::Long, doc: "fsync after this many messages; 1 makes every acknowledged write durable.", validate: v_positive_long },
     TopicConfigDef { name: "flush.ms", broker_name: "log.flush.interval.ms", kind: ConfigType::Long, doc: "fsync data older than this many milliseconds.", validate: v_non_negative_long },
@@ -317,6 +313,8 @@ pub fn log_config(resolved: &[Resolved]) -> LogConfig {
             .ok()
             .filter(|r| (0.0..=1.0).contains(r))
             .unwrap_or(d.min_cleanable_dirty_ratio),
+        compression_type: CompressionType::parse(&get("compression.type"))
+            .unwrap_or(d.compression_type),
         ..d
     }
 }
@@ -436,6 +434,27 @@ mod tests {
         assert!(validate("delete.retention.ms", "-1").is_err());
         assert!(validate_broker("log.cleaner.delete.retention.ms", "1000").is_ok());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
+        for codec in ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+            assert!(validate("compression.type", codec).is_ok(), "{codec}");
+            assert!(
+                validate_broker("compression.type", codec).is_ok(),
+                "{codec}"
+            );
+        }
+        assert!(validate("compression.type", "brotli")
+            .unwrap_err()
+            .contains("not a valid compression.type"));
+        let c = cfg(&[]);
+        let none = BTreeMap::new();
+        let zstd: BTreeMap<_, _> = [("compression.type".to_string(), "zstd".to_string())].into();
+        assert_eq!(
+            log_config(&resolve_topic(&c, &none, &none, &zstd)).compression_type,
+            CompressionType::Zstd
+        );
+        assert_eq!(
+            log_config(&resolve_topic(&c, &none, &none, &none)).compression_type,
+            CompressionType::Producer
+        );
         assert!(validate_broker("log.retention.ms", "1000").is_ok());
         assert!(validate_broker("broker.id", "3").is_err());
     }

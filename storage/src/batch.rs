@@ -39,7 +39,7 @@ const OFF_MAX_TIMESTAMP: usize = 35;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
+pub(crate) const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 /// KIP-534: `baseTimestamp` holds the delete horizon of the batch's tombstones.
 pub(crate) const ATTR_DELETE_HORIZON: i16 = 0x40;
@@ -519,20 +519,19 @@ pub fn decode_records<'a>(
     Ok(())
 }
 
-/// For produce on a compacted topic: the index (within the batch) of the first record without
-/// a key, or `None` when every record has one. Inflates compressed batches. Kafka refuses such
-/// records with INVALID_RECORD.
-pub fn first_keyless_record(batch: &[u8]) -> Result<Option<usize>, BatchError> {
+/// For produce on a compacted topic: the index (within the batch) of every record without a
+/// key, in order; empty when every record has one. Inflates compressed batches. Kafka refuses
+/// the batch with INVALID_RECORD and lists each of these indexes (KIP-467).
+pub fn keyless_records(batch: &[u8]) -> Result<Vec<i32>, BatchError> {
     let (h, body) = records_section(batch)?;
     if h.is_control() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let mut found = None;
-    let mut i = 0usize;
+    let mut found = Vec::new();
+    let mut i = 0i32;
     decode_records(&body, h.records_count, &mut |r| {
         if r.key.is_none() {
-            found = Some(i);
-            return false;
+            found.push(i);
         }
         i += 1;
         true

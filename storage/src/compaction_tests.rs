@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use crate::batch::test_encoder::{encode, encode_compressed, Rec};
 use crate::batch::{self, validate_stored_batch, BatchIter};
-use crate::{first_keyless_record, CleanupPolicy, LogConfig, PartitionLog};
+use crate::{keyless_records, CleanupPolicy, LogConfig, PartitionLog};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -595,8 +595,8 @@ fn reads_go_on_while_the_cleaner_runs() {
 fn keyless_records_are_found_in_plain_and_compressed_batches() {
     let recs = [kv("a", Some("1".into()))];
     assert_eq!(
-        first_keyless_record(&keyed_batch(&recs, T0, 0, false)).unwrap(),
-        None
+        keyless_records(&keyed_batch(&recs, T0, 0, false)).unwrap(),
+        Vec::<i32>::new()
     );
     for codec in [0u8, 1, 4] {
         let rs = [
@@ -612,15 +612,27 @@ fn keyless_records_are_found_in_plain_and_compressed_batches() {
                 value: Some(b"v"),
                 headers: vec![],
             },
+            Rec {
+                ts: T0,
+                key: Some(b"k2"),
+                value: None,
+                headers: vec![],
+            },
+            Rec {
+                ts: T0,
+                key: None,
+                value: None,
+                headers: vec![],
+            },
         ];
         let b = if codec == 0 {
             encode(&rs, 0, -1)
         } else {
             encode_compressed(&rs, codec, false)
         };
-        assert_eq!(first_keyless_record(&b).unwrap(), Some(1), "codec {codec}");
+        assert_eq!(keyless_records(&b).unwrap(), [1, 3], "codec {codec}");
     }
-    assert!(first_keyless_record(&[0u8; 10]).is_err());
+    assert!(keyless_records(&[0u8; 10]).is_err());
 }
 
 proptest! {

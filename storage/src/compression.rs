@@ -1,6 +1,7 @@
-//! Decompression (and, for the log cleaner, recompression) of a batch's records section. Used
-//! only where a feature needs records: timestamp lookups, the keyless-record check on
-//! compacted topics, and compaction; produce and fetch keep compressed batches opaque.
+//! Decompression and compression of a batch's records section. Used only where a feature needs
+//! records: timestamp lookups, the keyless-record check on compacted topics, compaction, and a
+//! topic `compression.type` that differs from the producer's codec; otherwise produce and fetch
+//! keep compressed batches opaque.
 
 use std::io::Read;
 
@@ -109,7 +110,8 @@ pub fn is_xerial_snappy(data: &[u8]) -> bool {
 }
 
 /// Compresses a records section with Kafka codec `codec` (the log cleaner re-encodes batches
-/// with the codec they arrived in). `xerial` frames snappy output the way the Java client does.
+/// with the codec they arrived in; a topic `compression.type` recompresses produced batches).
+/// `xerial` frames snappy output the way the Java client and Kafka's broker do.
 pub fn compress(codec: u8, data: &[u8], xerial: bool) -> Result<Vec<u8>, BatchError> {
     use std::io::Write;
     let err =
@@ -139,7 +141,14 @@ pub fn compress(codec: u8, data: &[u8], xerial: bool) -> Result<Vec<u8>, BatchEr
             .compress_vec(data)
             .map_err(|x| err("snappy", &x)),
         3 => {
-            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            // Kafka's Lz4BlockOutputStream frame: independent 64 KiB blocks, no block or
+            // content checksums, no content size (what its reader and every client expect).
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent)
+                .block_checksums(false)
+                .content_checksum(false);
+            let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
             e.write_all(data).map_err(|x| err("lz4", &x))?;
             e.finish().map_err(|x| err("lz4", &x))
         }

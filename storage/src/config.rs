@@ -7,6 +7,47 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `compression.type`: the codec batches are stored with. `Producer` keeps each batch as the
+/// producer compressed it (the opaque fast path); any other value makes the leader recompress
+/// batches whose codec differs (Kafka's LogValidator), `Uncompressed` meaning decompress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// Kafka's names, as `compression.type` takes them.
+    pub fn parse(v: &str) -> Option<CompressionType> {
+        Some(match v.trim() {
+            "producer" => CompressionType::Producer,
+            "uncompressed" => CompressionType::Uncompressed,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The batch attribute codec (0 none .. 4 zstd) batches must be stored with, or `None`
+    /// when the producer's codec is kept.
+    pub fn target_codec(self) -> Option<u8> {
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Uncompressed => Some(0),
+            CompressionType::Gzip => Some(1),
+            CompressionType::Snappy => Some(2),
+            CompressionType::Lz4 => Some(3),
+            CompressionType::Zstd => Some(4),
+        }
+    }
+}
+
 /// `cleanup.policy`: what happens to old segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CleanupPolicy {
@@ -61,6 +102,8 @@ pub struct LogConfig {
     /// `min.cleanable.dirty.ratio`: clean only when the uncleaned share of the log's cleanable
     /// bytes is at least this (default 0.5).
     pub min_cleanable_dirty_ratio: f64,
+    /// `compression.type` (default producer).
+    pub compression_type: CompressionType,
 }
 
 impl Default for LogConfig {
@@ -80,6 +123,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_compaction_lag_ms: 0,
             min_cleanable_dirty_ratio: 0.5,
+            compression_type: CompressionType::Producer,
         }
     }
 }

@@ -11,6 +11,7 @@ mod epoch_cache;
 mod error;
 mod index;
 pub mod log;
+pub mod recompress;
 mod segment;
 
 #[cfg(test)]
@@ -21,11 +22,11 @@ mod epoch_tests;
 mod log_tests;
 
 pub use batch::{
-    first_keyless_record, set_base_offset, set_log_append_time, set_partition_leader_epoch,
+    keyless_records, set_base_offset, set_log_append_time, set_partition_leader_epoch,
     validate_batches, BatchError, BatchHeader, BatchIter, BATCH_HEADER_LEN,
 };
 pub use compaction::{CleanTask, Cleaned, CompactionStats};
-pub use config::{CleanupPolicy, LogConfig, TimestampType};
+pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType};
 pub use epoch_cache::EpochEntry;
 pub use error::LogError;
 pub use log::{AppendResult, PartitionLog, ReadResult, RetentionStats};

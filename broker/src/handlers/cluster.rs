@@ -5,7 +5,11 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::{s, AUTHORIZED_OPS_OMITTED};
+use crate::authorization::{authorized_operations, Principal, ResourceType};
 use crate::broker::Broker;
+
+/// Kafka's name for the one cluster resource in ACLs.
+pub const CLUSTER_RESOURCE: &str = "kafka-cluster";
 
 /// Endpoint type 1: brokers (2 would be KRaft controllers, which this cluster does not have).
 const ENDPOINT_BROKERS: i8 = 1;
@@ -16,11 +20,20 @@ pub fn describe_cluster(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let view = b.metadata.view();
+    let ops = if req.include_cluster_authorized_operations {
+        authorized_operations(
+            ResourceType::Cluster,
+            CLUSTER_RESOURCE,
+            &Principal::anonymous(),
+        )
+    } else {
+        AUTHORIZED_OPS_OMITTED
+    };
     let resp = DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_id(s(view.cluster_id.clone()))
         .with_controller_id(BrokerId(view.controller_id))
-        .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED);
+        .with_cluster_authorized_operations(ops);
     if version >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
         return resp
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

@@ -22,6 +22,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 
 use super::{s, topic_name, AUTHORIZED_OPS_OMITTED};
+use crate::authorization::{authorized_operations, Principal, ResourceType};
 use crate::broker::Broker;
 use crate::group::state::{CommittedOffset, GroupState, JoinParams};
 
@@ -394,6 +395,7 @@ pub async fn describe_groups(
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let mut out = Vec::new();
+    let principal = Principal::anonymous();
     for id in req.groups {
         let mut d = DescribedGroup::default().with_group_id(id.clone());
         if version >= 3 {
@@ -458,6 +460,12 @@ pub async fn describe_groups(
                             .collect(),
                     );
             }
+        }
+        // KIP-430: asked for (v3+), a group described without error (a Dead one included, as
+        // Kafka does) carries what the caller may do with it.
+        if version >= 3 && req.include_authorized_operations && d.error_code == 0 {
+            d.authorized_operations =
+                authorized_operations(ResourceType::Group, id.0.as_str(), &principal);
         }
         out.push(d);
     }

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
 use super::{s, topic_name, topics, AUTHORIZED_OPS_OMITTED};
+use crate::authorization::{authorized_operations, Principal, ResourceType};
 use crate::broker::Broker;
 use crate::metadata::TopicMeta;
 
@@ -164,6 +165,25 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         }
     }
 
+    // KIP-430: asked for (v8+), every topic entry carries what the caller may do with it.
+    let principal = Principal::anonymous();
+    if version >= 8 && req.include_topic_authorized_operations {
+        for t in &mut topics_out {
+            let name = t.name.as_ref().map(|n| n.0.as_str()).unwrap_or_default();
+            t.topic_authorized_operations =
+                authorized_operations(ResourceType::Topic, name, &principal);
+        }
+    }
+    // The cluster's moved to DescribeCluster in v11.
+    let cluster_ops = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        authorized_operations(
+            ResourceType::Cluster,
+            super::cluster::CLUSTER_RESOURCE,
+            &principal,
+        )
+    } else {
+        AUTHORIZED_OPS_OMITTED
+    };
     let view = b.metadata.view();
     MetadataResponse::default()
         .with_brokers(
@@ -181,5 +201,5 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         .with_cluster_id(Some(s(view.cluster_id.clone())))
         .with_controller_id(BrokerId(view.controller_id))
         .with_topics(topics_out)
-        .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED)
+        .with_cluster_authorized_operations(cluster_ops)
 }

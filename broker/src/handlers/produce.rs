@@ -1,12 +1,15 @@
 //! Produce: validate each partition's batches (framing, magic, CRC32C, size) without decoding
-//! records, then append; offsets are assigned by rewriting each batch's baseOffset.
+//! records, then append; offsets are assigned by rewriting each batch's baseOffset. Records are
+//! decoded only for a compacted topic (every record needs a key) and for a topic whose
+//! `compression.type` differs from the batch's codec (the batch is rebuilt with the topic's).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use rivulet_storage::{first_keyless_record, validate_batches, BatchIter, LogError};
+use rivulet_storage::recompress::{needs_recompression, recompress_batches};
+use rivulet_storage::{keyless_records, validate_batches, BatchHeader, BatchIter, LogError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,8 +153,24 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                     continue;
                 }
             }
-            let mut buf = records.to_vec();
-            let len = buf.len();
+            let len = records.len();
+            let target = part.compression_type().target_codec();
+            let (mut buf, headers) = if needs_recompression(&headers, target) {
+                match recompress(&records, target.unwrap_or(0)) {
+                    Ok(rebuilt) => rebuilt,
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, partition = idx, error = %e, "cannot recompress batch");
+                        parts.push(failed(
+                            idx,
+                            ResponseError::CorruptMessage,
+                            Some(format!("cannot recompress records: {e}")),
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                (records.to_vec(), headers)
+            };
             match part.append(&mut buf, &headers, 0, now) {
                 Ok(a) => {
                     if !a.duplicate {
@@ -229,22 +248,30 @@ async fn fenced_soon(b: &Broker) {
     }
 }
 
-/// cleanup.policy=compact: every record needs a key (Kafka checks per record, decoding the
-/// batches — inflating compressed ones — only for compacted topics). `Some` is the refusal.
+/// Rebuilds the batches whose codec is not the topic's `codec`, and their headers.
+fn recompress(
+    records: &[u8],
+    codec: u8,
+) -> Result<(Vec<u8>, Vec<BatchHeader>), rivulet_storage::BatchError> {
+    let buf = recompress_batches(records, codec)?;
+    let headers = BatchIter::new(&buf).map(|(_, h)| h).collect();
+    Ok((buf, headers))
+}
+
+/// cleanup.policy=compact: every record needs a key. As Kafka's LogValidator does, the first
+/// batch holding keyless records is refused with INVALID_RECORD listing each of them by its
+/// index in that batch (KIP-467 `record_errors`, which librdkafka uses to fail exactly those
+/// messages with INVALID_RECORD and the rest of the batch with _INVALID_DIFFERENT_RECORD).
+/// Decodes (inflating compressed batches) only for compacted topics. `Some` is the refusal.
 fn check_keys(records: &[u8], topic: &str, idx: i32) -> Option<PartitionProduceResponse> {
-    let mut before = 0i32;
     for (pos, h) in BatchIter::new(records) {
-        match first_keyless_record(&records[pos..pos + h.total_len()]) {
-            Ok(None) => before = before.saturating_add(h.records_count),
-            Ok(Some(i)) => {
-                let msg = format!("Compacted topic cannot accept message without key in topic partition {topic}-{idx}.");
-                let err = BatchIndexAndErrorMessage::default()
-                    .with_batch_index(before.saturating_add(i as i32))
-                    .with_batch_index_error_message(Some(s(msg.clone())));
-                return Some(
-                    failed(idx, ResponseError::InvalidRecord, Some(msg))
-                        .with_record_errors(vec![err]),
+        match keyless_records(&records[pos..pos + h.total_len()]) {
+            Ok(keyless) if keyless.is_empty() => {}
+            Ok(keyless) => {
+                let msg = format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{idx}"
                 );
+                return Some(record_errors_response(idx, &keyless, &msg));
             }
             Err(e) => {
                 return Some(failed(
@@ -256,6 +283,30 @@ fn check_keys(records: &[u8], topic: &str, idx: i32) -> Option<PartitionProduceR
         }
     }
     None
+}
+
+/// INVALID_RECORD with one `record_errors` entry per index (ascending, as librdkafka expects)
+/// and Kafka's summary message (`processRecordErrors`: the count and at most three errors).
+fn record_errors_response(idx: i32, indexes: &[i32], msg: &str) -> PartitionProduceResponse {
+    let shown: Vec<String> = indexes
+        .iter()
+        .take(3)
+        .map(|i| format!("RecordError(batchIndex={i}, message='{msg}')"))
+        .collect();
+    let summary = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        indexes.len(),
+        shown.join(", ")
+    );
+    let errors = indexes
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(s(msg.to_string())))
+        })
+        .collect();
+    failed(idx, ResponseError::InvalidRecord, Some(summary)).with_record_errors(errors)
 }
 
 fn append_error(e: &AppendError) -> (ResponseError, String) {

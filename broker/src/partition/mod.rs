@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::Duration;
 
 use rivulet_storage::{
-    AppendResult, BatchHeader, BatchIter, CompactionStats, LogConfig, LogError, PartitionLog,
-    ReadResult,
+    AppendResult, BatchHeader, BatchIter, CompactionStats, CompressionType, LogConfig, LogError,
+    PartitionLog, ReadResult,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -416,6 +416,11 @@ impl Partition {
     /// Whether the topic's cleanup.policy includes compact (keyless records are refused).
     pub fn is_compacted(&self) -> bool {
         read(&self.state).log.config().cleanup_policy.compacts()
+    }
+
+    /// The topic's compression.type: produced batches in another codec are recompressed.
+    pub fn compression_type(&self) -> CompressionType {
+        read(&self.state).log.config().compression_type
     }
 
     pub fn maybe_flush(&self, now_ms: i64) -> Result<(), LogError> {

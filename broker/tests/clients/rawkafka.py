@@ -197,3 +197,46 @@ def produce_v3(s: socket.socket, correlation_id: int, topic: str, partition: int
     assert corr == correlation_id
     [(_, _, err, base)] = parse_produce_v3(body)
     return err, base
+
+
+def _read_nullable_str(body: bytes, off: int) -> tuple[str | None, int]:
+    (ln,) = struct.unpack(">h", body[off : off + 2])
+    off += 2
+    if ln < 0:
+        return None, off
+    return body[off : off + ln].decode(), off + ln
+
+
+def parse_produce_v8(body: bytes) -> list[dict]:
+    """Produce v8 (KIP-467, not flexible): one dict per partition with error_code, base_offset,
+    record_errors [(batch_index, message)] and error_message."""
+    out = []
+    off = 0
+    (nt,) = struct.unpack(">i", body[off : off + 4])
+    off += 4
+    for _ in range(nt):
+        name, off = _read_nullable_str(body, off)
+        (np_,) = struct.unpack(">i", body[off : off + 4])
+        off += 4
+        for _ in range(np_):
+            part, err, base, _append_time, _log_start = struct.unpack(">ihqqq", body[off : off + 30])
+            off += 30
+            (ne,) = struct.unpack(">i", body[off : off + 4])
+            off += 4
+            record_errors = []
+            for _ in range(max(ne, 0)):
+                (idx,) = struct.unpack(">i", body[off : off + 4])
+                msg, off = _read_nullable_str(body, off + 4)
+                record_errors.append((idx, msg))
+            message, off = _read_nullable_str(body, off)
+            out.append({"topic": name, "partition": part, "error_code": err, "base_offset": base,
+                        "record_errors": record_errors, "error_message": message})
+    return out
+
+
+def produce(s: socket.socket, correlation_id: int, version: int, topic: str, partition: int, batch: bytes) -> bytes:
+    """One acks=-1 Produce round trip at a non-flexible `version` (3..8); returns the body."""
+    s.sendall(request(0, version, correlation_id, produce_v3_body(topic, partition, batch)))
+    corr, body = recv_response(s)
+    assert corr == correlation_id
+    return body
