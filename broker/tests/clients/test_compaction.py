@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import KafkaError, TopicPartition
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from harness import wait_until
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KPTopicPartition
@@ -41,6 +41,9 @@ def test_compacted_topic_keeps_latest_value_per_key(broker_factory):
             "segment.bytes": "16384",
             "min.cleanable.dirty.ratio": "0.01",
             "delete.retention.ms": "1500",
+            # Nothing is cleanable until the "before" size is taken (lowered below): otherwise
+            # the cleaner may already run while the records go in, and "before" is too small.
+            "min.compaction.lag.ms": "3600000",
         },
     )
     # Small gzip batches: the cleaner must inflate, filter and re-encode them.
@@ -62,6 +65,10 @@ def test_compacted_topic_keeps_latest_value_per_key(broker_factory):
     live = {k: v for k, v in expected.items() if v[1] is not None}
     before = log_bytes(b.data_dir, topic)
     end = delivered[-1][1] + 1
+    lag = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("min.compaction.lag.ms", "0", incremental_operation=AlterConfigOpType.SET)])
+    a = admin(b.bootstrap)
+    a.incremental_alter_configs([lag])[lag].result(10)
 
     def cleaned():
         seen = read_all(b.bootstrap, topic)
