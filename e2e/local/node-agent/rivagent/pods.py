@@ -126,8 +126,8 @@ class ContainerRunner(threading.Thread):
             delay = self.backoff.next_delay(time.time() - started_at)
             self.last_state = {"terminated": term}
             self.restart_count += 1
-            self.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                      "message": f"back-off {delay:g}s restarting failed container={self.spec['name']} pod={self.pod_rt.key}"}}
+            msg = f"back-off {delay:g}s restarting failed container={self.spec['name']} pod={self.pod_rt.key}"
+            self.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
             log.info("container %s exited %d; restart %d in %gs", self.name, code, self.restart_count, delay)
             if self._stop.wait(delay):
                 return
@@ -420,8 +420,10 @@ class PodRuntime(threading.Thread):
             return
         meta = self.pod["metadata"]
         try:
-            out = self.agent.api.merge_patch(core(meta["namespace"], "pods", meta["name"], "status"),
-                                             {"metadata": {"uid": self.uid}, "status": st})
+            # Strategic merge (as the kubelet): conditions merge by type, so another writer's
+            # condition (DisruptionTarget, readiness gates) survives; metadata.uid is a precondition.
+            out = self.agent.api.strategic_patch(core(meta["namespace"], "pods", meta["name"], "status"),
+                                                 {"metadata": {"uid": self.uid}, "status": st})
             self.pod["status"] = out.get("status", st)
             self._last_status = comparable
         except ApiError as e:

@@ -71,9 +71,12 @@ def is_ours(pv: dict) -> bool:
 
 
 def resize_target(pvc: dict, pv: dict):
-    """Bytes the volume must grow to, or None. Only bound claims of our PVs; shrinking is not a
-    resize (the API server refuses a smaller request anyway)."""
+    """Bytes the volume must grow to, or None. Only bound claims of our PVs that
+    kube-controller-manager's expand controller handed to us (the storage-resizer annotation);
+    shrinking is not a resize (the API server refuses a smaller request anyway)."""
     if not is_ours(pv) or (pvc.get("status") or {}).get("phase") != "Bound":
+        return None
+    if (pvc["metadata"].get("annotations") or {}).get(RESIZER_ANNOTATION) != DRIVER:
         return None
     try:
         want = quantity.to_bytes(pvc["spec"]["resources"]["requests"]["storage"])
@@ -183,8 +186,7 @@ class StorageDriver:
         ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
         pv_name = pv["metadata"]["name"]
         requested = pvc["spec"]["resources"]["requests"]["storage"]
-        resizer = (pvc["metadata"].get("annotations") or {}).get(RESIZER_ANNOTATION)
-        log.info("resizing %s (claim %s/%s, resizer annotation %r) to %d bytes", pv_name, ns, name, resizer, target)
+        log.info("resizing %s (claim %s/%s) to %d bytes", pv_name, ns, name, target)
         pvc_status = core(ns, "persistentvolumeclaims", name, "status")
         # external-resizer, controller step: Resizing, allocatedResources = the new size.
         self.api.merge_patch(pvc_status, {"status": {
