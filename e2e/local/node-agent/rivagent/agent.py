@@ -54,6 +54,7 @@ class Agent:
         self.hosts_file = os.path.abspath(args.hosts_file) if args.hosts_file else None
         self.pv_dir = os.path.abspath(args.volumes_dir or os.path.join(os.path.dirname(self.state_dir), "volumes"))
         self.backoff_base = args.restart_backoff
+        self.resolv_file = os.path.join(self.state_dir, "resolv.conf")
         storage_cap = ephemeral_storage(self.state_dir if os.path.isdir(self.state_dir) else "/")
         specs = [NodeSpec(i + 1, z, args.apiserver_host, args.node_cpu, args.node_memory, args.node_pods, storage_cap)
                  for i, z in enumerate(args.zones.split(","))]
@@ -86,6 +87,13 @@ class Agent:
         with open(os.path.join(self.state_dir, "agent.pid"), "w", encoding="utf-8") as f:
             f.write(f"{os.getpid()}\n")
         self.clean_stale()
+        # Pods resolve names from the hosts file only. Without this, a lookup that misses it (a
+        # reverse lookup, as Python's http.server does on start) waits for the host's DNS
+        # servers, which a pod's network namespace cannot reach; with no nameserver glibc asks
+        # 127.0.0.1:53 in the pod's namespace and fails at once.
+        with open(self.resolv_file, "w", encoding="utf-8") as f:
+            f.write("# rivulet local bed: pod names come from /etc/hosts (.k8s/hosts); no DNS server\n"
+                    "options timeout:1 attempts:1\n")
         self.registrar.register()
         threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True).start()
         log.info("nodes registered: %s", ", ".join(self.nodes))

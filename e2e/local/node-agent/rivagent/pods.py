@@ -30,7 +30,7 @@ def _sh(*cmd, check=True):
     return r
 
 
-def mount_script(mounts: list, hosts_file: str, hostname, workdir: str) -> str:
+def mount_script(mounts: list, hosts_file: str, hostname, workdir: str, resolv_file: str = "") -> str:
     """The shell run inside the container's fresh mount namespace before exec (pure).
     mounts: (source, target, read_only), parents before children."""
     lines = ["set -e"]
@@ -47,6 +47,8 @@ def mount_script(mounts: list, hosts_file: str, hostname, workdir: str) -> str:
             lines.append(f"mount -o remount,bind,ro {q_dst}")
     if hosts_file:
         lines.append(f"mount --bind {shlex.quote(hosts_file)} /etc/hosts")
+    if resolv_file:
+        lines.append(f"mount --bind {shlex.quote(resolv_file)} /etc/resolv.conf")
     lines.append(f"cd {shlex.quote(workdir or '/')}")
     lines.append('exec "$@"')
     return "\n".join(lines)
@@ -69,7 +71,7 @@ class ContainerRunner(threading.Thread):
         self.env = {}
         self.exit_code = None
         self.finished = False
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.deadline = None
         self._killed_reason = None
         self.backoff = Backoff(pod_rt.agent.backoff_base)
@@ -77,7 +79,7 @@ class ContainerRunner(threading.Thread):
     # -- control --------------------------------------------------------------------------------
     def stop(self, deadline: float):
         self.deadline = deadline
-        self._stop.set()
+        self._halt.set()
 
     def restart_policy(self) -> str:
         pol = self.pod_rt.pod["spec"].get("restartPolicy", "Always")
@@ -97,14 +99,14 @@ class ContainerRunner(threading.Thread):
             self.finished = True
 
     def _loop(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self.env = self.pod_rt.container_env(self.spec)
                 command, args = envexp.expand_command(self.spec, self.env)
                 argv = runtime.resolve_argv(self.spec, command, args, self.pod_rt.agent.bin_dir)
             except (envexp.EnvError, runtime.CommandError, ApiError) as e:
                 self.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)[:500]}}
-                self._stop.wait(2)
+                self._halt.wait(2)
                 continue
             started_at = time.time()
             self._start(argv)
@@ -129,7 +131,7 @@ class ContainerRunner(threading.Thread):
             msg = f"back-off {delay:g}s restarting failed container={self.spec['name']} pod={self.pod_rt.key}"
             self.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
             log.info("container %s exited %d; restart %d in %gs", self.name, code, self.restart_count, delay)
-            if self._stop.wait(delay):
+            if self._halt.wait(delay):
                 return
 
     def _container_id(self) -> str:
@@ -140,7 +142,8 @@ class ContainerRunner(threading.Thread):
         mounts = rt.container_mounts(self.spec)
         host_net = rt.pod["spec"].get("hostNetwork", False)
         hostname = None if host_net else rt.hostname()
-        script = mount_script(mounts, rt.agent.hosts_file, hostname, self.spec.get("workingDir") or "/")
+        script = mount_script(mounts, rt.agent.hosts_file, hostname, self.spec.get("workingDir") or "/",
+                              "" if host_net else rt.agent.resolv_file)
         ns_cmd = ["unshare", "-m", "--propagation", "private"] + ([] if host_net else ["-u"])
         cmd = ns_cmd + ["--", "/bin/sh", "-c", script, "rivk8s-container"] + argv
         if not host_net:
@@ -168,7 +171,7 @@ class ContainerRunner(threading.Thread):
         self.started = "startup" not in trackers
         self.ready = self.started and "readiness" not in trackers and not self.init
         while True:
-            if self._stop.is_set():
+            if self._halt.is_set():
                 self._terminate()
                 return None
             code = self.proc.poll()
@@ -197,7 +200,7 @@ class ContainerRunner(threading.Thread):
                     self._kill_gracefully(time.time() + self.pod_rt.grace_seconds())
                     code = self.proc.wait()
                     return code if code >= 0 else 128 - code
-            self._stop.wait(POLL)
+            self._halt.wait(POLL)
 
     def _kill_gracefully(self, deadline: float):
         self._pre_stop(deadline)
