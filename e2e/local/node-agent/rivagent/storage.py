@@ -129,10 +129,16 @@ class StorageDriver:
         classes = {sc["metadata"]["name"]: sc for sc in self.api.items("/apis/storage.k8s.io/v1/storageclasses")}
         pvcs = self.api.items(core("", "persistentvolumeclaims"))
         pvs = {pv["metadata"]["name"]: pv for pv in self.api.items(core("", "persistentvolumes"))}
+        provisioned = set()
         for pvc in pvcs:
             node = wants_provisioning(pvc, classes, self.our_nodes)
             if node:
-                self._provision(pvc, classes[pvc["spec"]["storageClassName"]], node, pvs)
+                provisioned.add(self._provision(pvc, classes[pvc["spec"]["storageClassName"]], node, pvs))
+        for name in os.listdir(self.pv_dir):
+            if name not in pvs and name not in provisioned:
+                # Its PV was deleted by someone else (kubectl delete pv): the tmpfs goes too.
+                unmount(os.path.join(self.pv_dir, name))
+                log.info("unmounted %s: its PV is gone", name)
         for pv in pvs.values():
             if not is_ours(pv) or pv_node(pv) not in self.our_nodes:
                 continue
@@ -163,7 +169,7 @@ class StorageDriver:
         size = quantity.to_bytes(body["spec"]["capacity"]["storage"])
         mount_tmpfs(os.path.join(self.pv_dir, name), size)
         if name in pvs:
-            return
+            return name
         try:
             self.api.create(core("", "persistentvolumes"), body)
         except ApiError as e:
@@ -171,6 +177,7 @@ class StorageDriver:
                 raise
         log.info("provisioned %s for %s/%s on %s (%d bytes)", name, pvc["metadata"]["namespace"],
                  pvc["metadata"]["name"], node, size)
+        return name
 
     def _delete(self, pv, path):
         name = pv["metadata"]["name"]
