@@ -3,8 +3,10 @@ kubelet's online expansion, for PVs whose backing is one size-limited tmpfs each
 
 PVs are CSI volumes of driver rivulet.dev/tmpfs (a CSIDriver object with attachRequired: false
 exists), so kube-controller-manager treats them as it treats any CSI driver's: its expand
-controller finds no in-tree plugin, marks the claim with volume.kubernetes.io/storage-resizer
-and leaves the resize to the driver's external resizer, which is this module."""
+controller finds no in-tree expandable plugin for them, records the event ExternalExpanding
+("waiting for an external controller to expand this PVC") and leaves the resize to the driver's
+external resizer, which is this module. (The volume.kubernetes.io/storage-resizer annotation is
+only set by kube-controller-manager for CSI-migrated in-tree volumes.)"""
 
 import logging
 import os
@@ -71,12 +73,13 @@ def is_ours(pv: dict) -> bool:
 
 
 def resize_target(pvc: dict, pv: dict):
-    """Bytes the volume must grow to, or None. Only bound claims of our PVs that
-    kube-controller-manager's expand controller handed to us (the storage-resizer annotation);
+    """Bytes the volume must grow to, or None. Only bound claims of our PVs, as the CSI
+    external-resizer decides (the PV's CSI driver is ours; a storage-resizer annotation naming
+    someone else, which kube-controller-manager sets for migrated in-tree volumes, is theirs);
     shrinking is not a resize (the API server refuses a smaller request anyway)."""
     if not is_ours(pv) or (pvc.get("status") or {}).get("phase") != "Bound":
         return None
-    if (pvc["metadata"].get("annotations") or {}).get(RESIZER_ANNOTATION) != DRIVER:
+    if (pvc["metadata"].get("annotations") or {}).get(RESIZER_ANNOTATION, DRIVER) != DRIVER:
         return None
     try:
         want = quantity.to_bytes(pvc["spec"]["resources"]["requests"]["storage"])

@@ -223,10 +223,10 @@ def test_storage_decisions():
     bound = dict(pvc, status={"phase": "Bound", "capacity": {"storage": "1Gi"}})
     assert storage.resize_target(bound, pv) is None
     grown = dict(bound, spec=dict(pvc["spec"], resources={"requests": {"storage": "2Gi"}}))
-    assert storage.resize_target(grown, pv) is None  # Not handed to us by the expand controller yet.
-    handed = dict(grown, metadata=dict(pvc["metadata"], annotations={storage.RESIZER_ANNOTATION: storage.DRIVER}))
-    assert storage.resize_target(handed, pv) == 2 * 2**30
-    shrunk = dict(handed, spec=dict(pvc["spec"], resources={"requests": {"storage": "512Mi"}}))
+    assert storage.resize_target(grown, pv) == 2 * 2**30
+    theirs = dict(grown, metadata=dict(pvc["metadata"], annotations={storage.RESIZER_ANNOTATION: "other.csi"}))
+    assert storage.resize_target(theirs, pv) is None
+    shrunk = dict(grown, spec=dict(pvc["spec"], resources={"requests": {"storage": "512Mi"}}))
     assert storage.resize_target(shrunk, pv) is None
     assert storage.pvc_status_current(bound, pv)
     pv2 = dict(pv, spec=dict(pv["spec"], capacity={"storage": "2Gi"}))
