@@ -130,7 +130,7 @@ def test_statefulset_spreads_over_zones_with_tmpfs_volumes():
         pvc = get("pvc", f"data-{name}")
         assert pvc["status"]["phase"] == "Bound"
         pv = get("pv", pvc["spec"]["volumeName"], ns="")
-        assert pv["spec"]["csi"]["driver"] == "rivulet.dev/tmpfs"
+        assert pv["spec"]["csi"]["driver"] == "tmpfs.rivulet.dev"
         terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
         assert terms[0]["matchExpressions"][0]["values"] == [p["spec"]["nodeName"]]
         st = os.statvfs(os.path.join(STATE, "volumes", pv["metadata"]["name"]))

@@ -1,7 +1,7 @@
-"""The tmpfs storage driver `rivulet.dev/tmpfs`: external provisioner, external resizer and the
+"""The tmpfs storage of provisioner `rivulet.dev/tmpfs`: external provisioner, external resizer and the
 kubelet's online expansion, for PVs whose backing is one size-limited tmpfs each.
 
-PVs are CSI volumes of driver rivulet.dev/tmpfs (a CSIDriver object with attachRequired: false
+PVs are CSI volumes of driver tmpfs.rivulet.dev (a CSIDriver object with attachRequired: false
 exists), so kube-controller-manager treats them as it treats any CSI driver's: its expand
 controller finds no in-tree expandable plugin for them, records the event ExternalExpanding
 ("waiting for an external controller to expand this PVC") and leaves the resize to the driver's
@@ -17,7 +17,10 @@ from .api import ApiError, core
 
 log = logging.getLogger("storage")
 
-DRIVER = "rivulet.dev/tmpfs"
+# The StorageClasses' provisioner (the bed's interface) and the PVs' CSI driver name: a CSI
+# driver (and its CSIDriver object) must be named like a DNS subdomain, without '/'.
+PROVISIONER = "rivulet.dev/tmpfs"
+DRIVER = "tmpfs.rivulet.dev"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 RESIZER_ANNOTATION = "volume.kubernetes.io/storage-resizer"
 
@@ -31,7 +34,7 @@ def wants_provisioning(pvc: dict, classes: dict, our_nodes: set):
     if meta.get("deletionTimestamp"):
         return None
     sc = classes.get(spec.get("storageClassName") or "")
-    if sc is None or sc.get("provisioner") != DRIVER:
+    if sc is None or sc.get("provisioner") != PROVISIONER:
         return None
     node = (meta.get("annotations") or {}).get(SELECTED_NODE)
     return node if node in our_nodes else None
@@ -44,7 +47,7 @@ def pv_for(pvc: dict, sc: dict, node: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": DRIVER}},
+        "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}},
         "spec": {
             "capacity": {"storage": spec["resources"]["requests"]["storage"]},
             "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],

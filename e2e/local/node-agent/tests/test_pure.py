@@ -204,7 +204,7 @@ def test_write_files_replaces_and_prunes(tmp_path):
 
 
 def test_storage_decisions():
-    classes = {"rivulet-local": {"metadata": {"name": "rivulet-local"}, "provisioner": storage.DRIVER},
+    classes = {"rivulet-local": {"metadata": {"name": "rivulet-local"}, "provisioner": storage.PROVISIONER},
                "other": {"metadata": {"name": "other"}, "provisioner": "x"}}
     pvc = {"metadata": {"name": "data-b-0", "namespace": "k", "uid": "abc",
                         "annotations": {storage.SELECTED_NODE: "rivulet-zone-b"}},
