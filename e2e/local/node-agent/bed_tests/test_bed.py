@@ -62,7 +62,13 @@ def test_three_ready_zone_nodes_with_leases():
         ready = [c for c in n["status"]["conditions"] if c["type"] == "Ready"][0]
         assert ready["status"] == "True", (z, ready)
         assert n["status"]["allocatable"]["pods"] == "110"
-        assert not any(t["key"].startswith("node.kubernetes.io/not-ready") for t in n["spec"].get("taints") or [])
+
+    def untainted():
+        # The node lifecycle controller lifts the not-ready taint once it sees the Ready heartbeats.
+        return all(not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints") or [])
+                   for n in get("nodes", ns="")["items"])
+
+    wait_for("the not-ready taints to go", untainted, timeout=60)
     lease = get("lease", "rivulet-zone-a", ns="kube-node-lease")
     first = lease["spec"]["renewTime"]
     wait_for("a lease renewal", lambda: get("lease", "rivulet-zone-a", ns="kube-node-lease")["spec"]["renewTime"] != first,
@@ -238,3 +244,29 @@ def test_deletion_sends_sigterm_and_removes_the_pod():
     new = wait_for("web-2 again", lambda: (lambda p: p if p["metadata"]["uid"] != uid and all_ready([p], 1) else None)(
         get("pod", "web-2")), timeout=120)
     assert new["spec"]["nodeName"] == pod["spec"]["nodeName"]
+
+
+def test_init_container_then_liveness_restart():
+    apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed", "namespace": NS},
+           "spec": {"terminationGracePeriodSeconds": 2,
+                    "initContainers": [{"name": "init", "image": "x", "command": ["/bin/sh", "-c", "echo $(MSG) > /w/init"],
+                                        "env": [{"name": "MSG", "value": "from-init"}],
+                                        "volumeMounts": [{"name": "w", "mountPath": "/w"}]}],
+                    "containers": [{"name": "c", "image": "x",
+                                    "command": ["/bin/sh", "-c", "cat /w/init >> /w/seen; exec sleep 3600"],
+                                    "livenessProbe": {"exec": {"command": ["/bin/sh", "-c", "test ! -e /w/die"]},
+                                                      "periodSeconds": 1, "failureThreshold": 2},
+                                    "volumeMounts": [{"name": "w", "mountPath": "/w"}]}],
+                    "volumes": [{"name": "w", "emptyDir": {}}]}})
+    pod = wait_for("probed running", lambda: (lambda p: p if p["status"].get("phase") == "Running" and all_ready([p], 1)
+                                              else None)(get("pod", "probed")), timeout=60)
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    w = os.path.join(STATE, "nodes", pod["spec"]["nodeName"], "volumes", pod["metadata"]["uid"], "w")
+    assert open(os.path.join(w, "seen")).read() == "from-init\n"
+    open(os.path.join(w, "die"), "w").close()
+    cs = wait_for("a liveness restart", lambda: (lambda c: c if c["restartCount"] >= 1 else None)(
+        get("pod", "probed")["status"]["containerStatuses"][0]), timeout=30)
+    assert "liveness" in cs["lastState"]["terminated"].get("message", "")
+    os.unlink(os.path.join(w, "die"))
+    wait_for("the restarted container", lambda: open(os.path.join(w, "seen")).read() == "from-init\nfrom-init\n",
+             timeout=40)
