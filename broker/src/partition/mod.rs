@@ -1165,20 +1165,43 @@ impl ReplicaManager {
                     .lines()
                     .find_map(|l| l.strip_prefix("topic_id: "))
                     .and_then(|v| Uuid::parse_str(v.trim()).ok());
-                if found == Some(topic_id) {
-                    return Ok(());
+                match found {
+                    Some(id) if id == topic_id => return Ok(()),
+                    Some(_) => {
+                        tracing::warn!(dir = %dir.display(), found = ?found, expected = %topic_id,
+                            "removing partition directory of an earlier topic with the same name");
+                        std::fs::remove_dir_all(dir).map_err(|e| io("remove stale", e))?;
+                    }
+                    // No id: a marker whose write was cut short (older brokers wrote it in
+                    // place; a full disk left it empty). The marker is written before any
+                    // data, so nothing of another topic can be in there: claim it again.
+                    None => {
+                        tracing::warn!(dir = %dir.display(), expected = %topic_id,
+                            "partition.metadata holds no topic id; rewriting it")
+                    }
                 }
-                tracing::warn!(dir = %dir.display(), found = ?found, expected = %topic_id,
-                    "removing partition directory of an earlier topic with the same name");
-                std::fs::remove_dir_all(dir).map_err(|e| io("remove stale", e))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("read", e)),
         }
         std::fs::create_dir_all(dir).map_err(|e| io("create dir for", e))?;
-        std::fs::write(&marker, format!("version: 0\ntopic_id: {topic_id}\n"))
-            .map_err(|e| io("write", e))?;
-        Ok(())
+        match write_marker(&marker, topic_id) {
+            Ok(()) => Ok(()),
+            // Without room for the marker the directory is still ours (the topic id came
+            // from the metadata); the next open writes it. Failing here would keep a broker
+            // restarted on a full volume from starting at all.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "disk full: partition.metadata not written; the next open writes it");
+                Ok(())
+            }
+            Err(e) => Err(io("write", e)),
+        }
     }
 
     /// Flushes and closes every log (graceful shutdown), so the next start skips recovery scans.
@@ -1207,4 +1230,20 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+/// Writes `partition.metadata` whole or not at all: a temp file, fsynced, renamed over.
+fn write_marker(marker: &Path, topic_id: Uuid) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = marker.with_extension("metadata.tmp");
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, marker)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
