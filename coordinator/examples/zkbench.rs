@@ -108,3 +108,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    use super::Args;
+
+    #[test]
+    fn parses_positionals_and_refuses_unknown_flags() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from(["zkbench", "127.0.0.1:1", "2", "3", "4"]).unwrap();
+        assert_eq!(
+            (a.addr.as_str(), a.clients, a.ops, a.value_bytes),
+            ("127.0.0.1:1", 2, 3, 4)
+        );
+        let help = Args::try_parse_from(["zkbench", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let bad = Args::try_parse_from(["zkbench", "--no-such-flag"]).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::UnknownArgument);
+        assert_eq!(bad.exit_code(), 2);
+        let bad = Args::try_parse_from(["zkbench", "h:1", "many"]).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::ValueValidation);
+    }
+}

@@ -1247,3 +1247,32 @@ fn write_marker(marker: &Path, topic_id: Uuid) -> std::io::Result<()> {
     }
     written
 }
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_without_topic_id_is_rewritten_and_another_topics_dir_removed() {
+        let data = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::new(data.path(), 0);
+        let dir = data.path().join("t-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        // What an in-place write cut short by a full disk left behind.
+        std::fs::write(dir.join(PARTITION_METADATA), "").unwrap();
+        std::fs::write(dir.join("00000000000000000000.log"), "").unwrap();
+        let ours = Uuid::from_u128(1);
+        replicas.claim_dir(&dir, ours).unwrap();
+        assert!(dir.join("00000000000000000000.log").exists());
+        let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).unwrap();
+        assert!(text.contains(&ours.to_string()), "{text}");
+        assert!(!dir.join("partition.metadata.tmp").exists());
+        // Claimed again by the same topic: kept. By another topic of that name: replaced.
+        replicas.claim_dir(&dir, ours).unwrap();
+        assert!(dir.join("00000000000000000000.log").exists());
+        replicas.claim_dir(&dir, Uuid::from_u128(2)).unwrap();
+        assert!(!dir.join("00000000000000000000.log").exists());
+        let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).unwrap();
+        assert!(text.contains(&Uuid::from_u128(2).to_string()), "{text}");
+    }
+}
