@@ -29,7 +29,7 @@ script=$(awk '/<!-- readme-example:start -->/{f=1;next} /<!-- readme-example:end
 [ -n "$script" ] || { echo "readme examples: no example block found in README.md" >&2; exit 1; }
 out=$(bash -euo pipefail -c "$script" 2>&1) || { echo "$out"; cat "$work/run.out"; tail -30 "$work"/data/*.log; exit 1; }
 echo "$out"
-for want in "user-1 => hello" "user-2 => world" "ready" "broker 0 at 127.0.0.1:9092" "broker 2 at 127.0.0.1:9094" "replicas: " "(controller)"; do
+for want in "user-1 => hello" "user-2 => world" "ready" "imok" "broker 0 at 127.0.0.1:9092" "broker 2 at 127.0.0.1:9094" "replicas: " "(controller)"; do
   grep -qF "$want" <<<"$out" || { echo "readme examples: expected '$want' in the output" >&2; exit 1; }
 done
 grep -qE 'topic "demo" with 1 partitions' <<<"$out" && grep -qE 'replicas: [0-2],[0-2],[0-2], isrs: [0-2],[0-2],[0-2]$' <<<"$out" || {

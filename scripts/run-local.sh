@@ -102,7 +102,7 @@ Rivulet is running on loopback (data and logs in $DATA):
   produce:  printf 'user-1:hello\\n' | kcat -P -b $bootstrap -t demo -K:
   consume:  kcat -C -b $bootstrap -t demo -o beginning -e -f '%k => %s\\n'
   metadata: kcat -L -b $bootstrap
-  zookeeper: echo ruok | nc 127.0.0.1 2181
+  zookeeper: curl -s http://127.0.0.1:8081/commands/ruok   (the four-letter words over HTTP)
   stop:     Ctrl-C
 MSG
 

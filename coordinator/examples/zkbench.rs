@@ -3,12 +3,30 @@
 //! setData and exists phases; prints throughput and latency percentiles per phase
 //! as one JSON object per line.
 //!
-//! usage: zkbench <host:port> [clients=16] [ops-per-client=500] [value-bytes=128]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use zookeeper_client as zk;
+
+/// ZooKeeper load generator: concurrent sessions run create, getData, setData and
+/// exists phases; one JSON line of figures per phase.
+#[derive(Parser, Debug)]
+#[command(name = "zkbench")]
+struct Args {
+    /// Server address.
+    #[arg(default_value = "127.0.0.1:2181")]
+    addr: String,
+    /// Concurrent sessions.
+    #[arg(default_value_t = 16)]
+    clients: usize,
+    /// Operations per session and phase.
+    #[arg(default_value_t = 500)]
+    ops: usize,
+    /// Value size in bytes.
+    #[arg(default_value_t = 128)]
+    value_bytes: usize,
+}
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -20,14 +38,12 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let addr = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:2181".into());
-    let clients: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
-    let ops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(500);
-    let size: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(128);
+    let Args {
+        addr,
+        clients,
+        ops,
+        value_bytes: size,
+    } = Args::parse();
     let value = Arc::new(vec![b'v'; size]);
 
     let mut sessions = Vec::with_capacity(clients);
@@ -91,4 +107,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    use super::Args;
+
+    #[test]
+    fn parses_positionals_and_refuses_unknown_flags() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from(["zkbench", "127.0.0.1:1", "2", "3", "4"]).unwrap();
+        assert_eq!(
+            (a.addr.as_str(), a.clients, a.ops, a.value_bytes),
+            ("127.0.0.1:1", 2, 3, 4)
+        );
+        let help = Args::try_parse_from(["zkbench", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let bad = Args::try_parse_from(["zkbench", "--no-such-flag"]).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::UnknownArgument);
+        assert_eq!(bad.exit_code(), 2);
+        let bad = Args::try_parse_from(["zkbench", "h:1", "many"]).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::ValueValidation);
+    }
 }

@@ -864,7 +864,7 @@ impl Core {
             None => err::NO_NODE,
             Some(n) if !acl_allows(&n.acl, auth, perm::READ) => err::NO_AUTH,
             Some(n) => {
-                b.buffer(&n.data);
+                b.opt_buffer(n.data.as_deref());
                 n.full_stat().write(b);
                 if watch {
                     self.watches.add_data(path, conn);

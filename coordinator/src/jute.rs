@@ -86,7 +86,8 @@ impl<'a> Reader<'a> {
         Ok(Some(n as usize))
     }
 
-    /// A buffer; null decodes as empty (as ZooKeeper's server treats it).
+    /// A buffer where null means nothing different from empty (passwords, auth
+    /// bytes). Znode data is not one of them: it uses `read_opt_buffer`.
     pub fn read_buffer(&mut self) -> Result<Vec<u8>> {
         match self.read_len()? {
             None => Ok(Vec::new()),
@@ -227,6 +228,22 @@ mod tests {
         assert_eq!(r.read_string().unwrap(), "/x");
         assert_eq!(r.read_string_vec().unwrap(), vec!["a", "b"]);
         assert_eq!(r.read_opt_buffer().unwrap(), None);
+        assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn null_and_empty_buffers_are_distinct() {
+        let mut w = Writer::new();
+        w.opt_buffer(None)
+            .opt_buffer(Some(b""))
+            .opt_buffer(Some(b"z"));
+        let b = w.buf.freeze();
+        // null is length -1 on the wire, empty is length 0.
+        assert_eq!(&b[..8], &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        let mut r = Reader::new(&b);
+        assert_eq!(r.read_opt_buffer().unwrap(), None);
+        assert_eq!(r.read_opt_buffer().unwrap(), Some(vec![]));
+        assert_eq!(r.read_opt_buffer().unwrap(), Some(b"z".to_vec()));
         assert_eq!(r.remaining(), 0);
     }
 

@@ -150,9 +150,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         let admin_listener = TcpListener::bind(&cfg.admin_addr)
             .await
             .with_context(|| format!("binding admin port {}", cfg.admin_addr))?;
+        // The core's queue exists from the start so that the admin port can take
+        // /commands/<word> requests; it is read once recovery is done.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let m = metrics.clone();
+        let admin_tx = tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(admin_listener, m).await {
+            if let Err(e) = admin::serve(admin_listener, m, admin_tx).await {
                 error!("admin server failed: {e}");
             }
         });
@@ -170,7 +174,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&cfg.client_addr)
             .await
             .with_context(|| format!("binding client port {}", cfg.client_addr))?;
-        let (tx, rx) = crossbeam_channel::unbounded();
         let max_frame = cfg.jute_max_buffer;
         let core = Core::new(cfg.clone(), tree, wal, log, metrics.clone())?;
         let core_thread = std::thread::Builder::new()

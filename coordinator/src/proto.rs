@@ -260,7 +260,8 @@ pub enum WriteOp {
     Create {
         opcode: i32,
         path: String,
-        data: Vec<u8>,
+        /// `None` is ZooKeeper's null data (length -1), kept distinct from empty.
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         flags: i32,
         ttl: i64,
@@ -274,7 +275,7 @@ pub enum WriteOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     SetAcl {
@@ -314,7 +315,7 @@ impl WriteOp {
         Ok(match opcode {
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
                 let path = r.read_string()?;
-                let data = r.read_buffer()?;
+                let data = r.read_opt_buffer()?;
                 let acl = read_acls(r)?;
                 let flags = r.read_i32()?;
                 let ttl = if opcode == op::CREATE_TTL {
@@ -340,7 +341,7 @@ impl WriteOp {
             },
             op::SET_DATA => WriteOp::SetData {
                 path: r.read_string()?,
-                data: r.read_buffer()?,
+                data: r.read_opt_buffer()?,
                 version: r.read_i32()?,
             },
             op::SET_ACL => WriteOp::SetAcl {
@@ -394,7 +395,7 @@ impl WriteOp {
                 flags,
                 ttl,
             } => {
-                w.string(path).buffer(data);
+                w.string(path).opt_buffer(data.as_deref());
                 write_acls(w, acl);
                 w.i32(*flags);
                 if *opcode == op::CREATE_TTL {
@@ -412,7 +413,7 @@ impl WriteOp {
                 data,
                 version,
             } => {
-                w.string(path).buffer(data).i32(*version);
+                w.string(path).opt_buffer(data.as_deref()).i32(*version);
             }
             WriteOp::SetAcl { path, acl, version } => {
                 w.string(path);
@@ -721,7 +722,7 @@ mod tests {
         }
 
         #[test]
-        fn write_ops_roundtrip(path in "/[a-z]{1,8}", data in proptest::collection::vec(any::<u8>(), 0..64),
+        fn write_ops_roundtrip(path in "/[a-z]{1,8}", data in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
                                version in any::<i32>(), flags in 0i32..7) {
             let ops = vec![
                 WriteOp::Create { opcode: op::CREATE_TTL, path: path.clone(), data: data.clone(), acl: Acl::world_all(), flags, ttl: 5 },

@@ -82,7 +82,9 @@ pub struct WatchEvent {
 #[derive(Debug, Clone)]
 pub struct Node {
     pub stat: Stat,
-    pub data: Arc<[u8]>,
+    /// `None` is null data, as a client may create or set it: ZooKeeper returns it
+    /// as null (not as empty bytes) and reports dataLength 0.
+    pub data: Option<Arc<[u8]>>,
     pub acl: Arc<Vec<Acl>>,
     pub children: BTreeSet<String>,
 }
@@ -95,7 +97,7 @@ impl Node {
     pub fn full_stat(&self) -> Stat {
         let mut s = self.stat;
         let kids = self.children.len() as i32;
-        s.data_length = self.data.len() as i32;
+        s.data_length = self.data.as_deref().map_or(0, |d| d.len() as i32);
         s.num_children = kids;
         s.cversion = s.cversion.wrapping_mul(2).wrapping_sub(kids);
         if s.ephemeral_owner == CONTAINER_OWNER
@@ -119,7 +121,7 @@ enum Undo {
     Meta {
         path: String,
         stat: Stat,
-        data: Arc<[u8]>,
+        data: Option<Arc<[u8]>>,
         acl: Arc<Vec<Acl>>,
     },
     Created(String),
@@ -313,7 +315,8 @@ impl DataTree {
             extended: BTreeSet::new(),
             last_zxid: 0,
         };
-        let empty: Arc<[u8]> = Arc::from(&b""[..]);
+        // ZooKeeper creates its system nodes with empty (not null) data.
+        let empty: Option<Arc<[u8]>> = Some(Arc::from(&b""[..]));
         let open = Arc::new(Acl::world_all());
         let mk = |acl: &Arc<Vec<Acl>>| Node {
             stat: Stat::default(),
@@ -361,7 +364,10 @@ impl DataTree {
     }
 
     pub fn approximate_data_size(&self) -> usize {
-        self.nodes.iter().map(|(p, n)| p.len() + n.data.len()).sum()
+        self.nodes
+            .iter()
+            .map(|(p, n)| p.len() + n.data.as_deref().map_or(0, <[u8]>::len))
+            .sum()
     }
 
     /// Number of descendants of `path` (not counting itself).
@@ -652,7 +658,7 @@ impl DataTree {
                         num_children: 0,
                         pzxid: zxid,
                     },
-                    data: Arc::from(&data[..]),
+                    data: data.as_deref().map(Arc::from),
                     acl: Arc::new(acl),
                     children: BTreeSet::new(),
                 };
@@ -716,7 +722,7 @@ impl DataTree {
                 n.stat.version = new_version;
                 n.stat.mzxid = txn.zxid;
                 n.stat.mtime = txn.time_ms;
-                n.data = Arc::from(&data[..]);
+                n.data = data.as_deref().map(Arc::from);
                 let stat = n.full_stat();
                 events.push(WatchEvent {
                     kind: event::NODE_DATA_CHANGED,
@@ -800,7 +806,9 @@ impl DataTree {
         paths.sort();
         for p in paths {
             let n = &self.nodes[p];
-            w.string(p).buffer(&n.data);
+            // Null data is written as length -1, which snapshots from before null
+            // data was kept never contain: old snapshots read the same.
+            w.string(p).opt_buffer(n.data.as_deref());
             write_acls(w, &n.acl);
             n.stat.write(w);
         }
@@ -830,7 +838,7 @@ impl DataTree {
         let nn = r.read_vec_len(16)?;
         for _ in 0..nn {
             let path = r.read_string()?;
-            let data = r.read_buffer()?;
+            let data = r.read_opt_buffer()?;
             let acl = read_acls(r)?;
             let stat = Stat::read(r)?;
             if path != "/" {
@@ -849,7 +857,7 @@ impl DataTree {
                 path.clone(),
                 Node {
                     stat,
-                    data: Arc::from(&data[..]),
+                    data: data.as_deref().map(Arc::from),
                     acl: Arc::new(acl),
                     children: BTreeSet::new(),
                 },
@@ -886,7 +894,7 @@ mod tests {
         WriteOp::Create {
             opcode: op::CREATE2,
             path: path.into(),
-            data: b"d".to_vec(),
+            data: Some(b"d".to_vec()),
             acl: Acl::world_all(),
             flags,
             ttl: -1,
@@ -971,6 +979,68 @@ mod tests {
         assert!(t2.node("/e").is_none());
     }
 
+    fn create_with(path: &str, data: Option<&[u8]>) -> WriteOp {
+        WriteOp::Create {
+            opcode: op::CREATE2,
+            path: path.into(),
+            data: data.map(<[u8]>::to_vec),
+            acl: Acl::world_all(),
+            flags: 0,
+            ttl: -1,
+        }
+    }
+
+    fn set_to(path: &str, data: Option<&[u8]>, version: i32) -> WriteOp {
+        WriteOp::SetData {
+            path: path.into(),
+            data: data.map(<[u8]>::to_vec),
+            version,
+        }
+    }
+
+    #[test]
+    fn null_data_stays_null_and_differs_from_empty() {
+        let mut t = DataTree::new();
+        let (r, _) = t.apply(&txn(1, 0, create_with("/null", None)));
+        assert_eq!(r.err, 0);
+        assert_eq!(r.stat.unwrap().data_length, 0);
+        t.apply(&txn(2, 0, create_with("/empty", Some(b""))));
+        assert!(t.node("/null").unwrap().data.is_none());
+        assert_eq!(t.node("/empty").unwrap().data.as_deref(), Some(&b""[..]));
+        // set to bytes, then back to null: the stat's length follows.
+        let (r, _) = t.apply(&txn(3, 0, set_to("/null", Some(b"abc"), 0)));
+        assert_eq!(r.stat.unwrap().data_length, 3);
+        let (r, _) = t.apply(&txn(4, 0, set_to("/null", None, 1)));
+        let st = r.stat.unwrap();
+        assert_eq!((st.data_length, st.version), (0, 2));
+        assert!(t.node("/null").unwrap().data.is_none());
+        // A failed multi rolls a null set back to the bytes that were there.
+        t.apply(&txn(5, 0, set_to("/empty", Some(b"x"), -1)));
+        let (r, _) = t.apply(&txn(
+            6,
+            0,
+            WriteOp::Multi(vec![
+                set_to("/empty", None, -1),
+                WriteOp::Check {
+                    path: "/empty".into(),
+                    version: 99,
+                },
+            ]),
+        ));
+        assert_eq!(r.multi[1].err, err::BAD_VERSION);
+        assert_eq!(t.node("/empty").unwrap().data.as_deref(), Some(&b"x"[..]));
+        // The snapshot keeps null, empty and bytes apart.
+        t.apply(&txn(7, 0, create_with("/empty2", Some(b""))));
+        let mut w = Writer::new();
+        t.write_snapshot(&mut w);
+        let b = w.buf.freeze();
+        let t2 = DataTree::read_snapshot(&mut Reader::new(&b)).unwrap();
+        assert!(t2.node("/null").unwrap().data.is_none());
+        assert_eq!(t2.node("/null").unwrap().full_stat().data_length, 0);
+        assert_eq!(t2.node("/empty2").unwrap().data.as_deref(), Some(&b""[..]));
+        assert_eq!(t2.node("/empty").unwrap().data.as_deref(), Some(&b"x"[..]));
+    }
+
     #[test]
     fn acl_digest() {
         let id = digest_id("bob:secret");
@@ -998,7 +1068,7 @@ mod tests {
                 (
                     arb_path(),
                     0i32..7,
-                    prop::collection::vec(any::<u8>(), 0..8)
+                    prop::option::of(prop::collection::vec(any::<u8>(), 0..8))
                 )
                     .prop_map(|(path, flags, data)| WriteOp::Create {
                         opcode: if flags >= 5 {
@@ -1017,7 +1087,7 @@ mod tests {
                 (
                     arb_path(),
                     -1i32..3,
-                    prop::collection::vec(any::<u8>(), 0..8)
+                    prop::option::of(prop::collection::vec(any::<u8>(), 0..8))
                 )
                     .prop_map(|(path, version, data)| WriteOp::SetData {
                         path,

@@ -326,7 +326,7 @@ mod tests {
             op: WriteOp::Create {
                 opcode: 1,
                 path: path.into(),
-                data: vec![],
+                data: Some(vec![]),
                 acl: Acl::world_all(),
                 flags: 0,
                 ttl: -1,
@@ -391,6 +391,104 @@ mod tests {
         let (_, _, tree, info) = Wal::open(dir.path(), false).unwrap();
         assert!(tree.node("/a").is_some());
         assert_eq!(info.truncated_bytes, 13);
+    }
+
+    fn with_data(zxid: i64, op: WriteOp) -> Txn {
+        Txn {
+            zxid,
+            time_ms: zxid,
+            session_id: 0,
+            auth: vec![],
+            op,
+        }
+    }
+
+    #[test]
+    fn null_data_survives_log_replay_and_snapshot_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let null_create = |zxid, path: &str| {
+            with_data(
+                zxid,
+                WriteOp::Create {
+                    opcode: 1,
+                    path: path.into(),
+                    data: None,
+                    acl: Acl::world_all(),
+                    flags: 0,
+                    ttl: -1,
+                },
+            )
+        };
+        let set = |zxid, path: &str, data: Option<&[u8]>| {
+            with_data(
+                zxid,
+                WriteOp::SetData {
+                    path: path.into(),
+                    data: data.map(<[u8]>::to_vec),
+                    version: -1,
+                },
+            )
+        };
+        {
+            let (mut wal, mut log, mut tree, _) = Wal::open(dir.path(), true).unwrap();
+            // Before the snapshot: /s null, /e empty, /b bytes set to null.
+            for t in [
+                null_create(1, "/s"),
+                create(2, "/e"),
+                create(3, "/b"),
+                set(4, "/b", None),
+            ] {
+                tree.apply(&t);
+                wal.append(&t);
+            }
+            log.write(&wal.take_pending()).unwrap();
+            let next = wal.snapshot(&tree).unwrap();
+            log.roll(next).unwrap();
+            // After it (replayed from the log): /l null, /e set to null, /s to bytes.
+            for t in [
+                null_create(5, "/l"),
+                set(6, "/e", None),
+                set(7, "/s", Some(b"v")),
+            ] {
+                tree.apply(&t);
+                wal.append(&t);
+            }
+            log.write(&wal.take_pending()).unwrap();
+        }
+        let (_, _, tree, info) = Wal::open(dir.path(), true).unwrap();
+        assert_eq!((info.snapshot_zxid, info.replayed), (4, 3));
+        assert!(tree.node("/l").unwrap().data.is_none());
+        assert!(tree.node("/e").unwrap().data.is_none());
+        assert!(tree.node("/b").unwrap().data.is_none());
+        assert_eq!(tree.node("/b").unwrap().full_stat().data_length, 0);
+        assert_eq!(tree.node("/s").unwrap().data.as_deref(), Some(&b"v"[..]));
+        // And from the snapshot alone.
+        let snaps = numbered(dir.path(), "snapshot.").unwrap();
+        let snap = read_snapshot(&snaps[0].1).unwrap();
+        assert!(snap.node("/s").unwrap().data.is_none());
+        assert!(snap.node("/b").unwrap().data.is_none());
+        assert_eq!(snap.node("/e").unwrap().data.as_deref(), Some(&b""[..]));
+    }
+
+    /// A log written before null data was kept (data always as a length >= 0
+    /// buffer, encoded here field by field as that writer did) reads unchanged:
+    /// the encoding only gained the -1 length, which old files never contain.
+    #[test]
+    fn logs_from_before_null_data_still_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut payload = Writer::new();
+        payload.i64(1).i64(1).i64(0).i32(0); // zxid, time, session, no auth ids
+        payload.i32(1).string("/old").buffer(b""); // CREATE, path, empty data
+        crate::proto::write_acls(&mut payload, &Acl::world_all());
+        payload.i32(0); // flags
+        let mut rec = Vec::new();
+        rec.extend_from_slice(&(payload.buf.len() as u32).to_be_bytes());
+        rec.extend_from_slice(&crc32c::crc32c(&payload.buf).to_be_bytes());
+        rec.extend_from_slice(&payload.buf);
+        fs::write(dir.path().join(format!("log.{:016x}", 1)), &rec).unwrap();
+        let (_, _, tree, info) = Wal::open(dir.path(), true).unwrap();
+        assert_eq!(info.replayed, 1);
+        assert_eq!(tree.node("/old").unwrap().data.as_deref(), Some(&b""[..]));
     }
 
     mod props {

@@ -28,6 +28,15 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// The filesystem is out of space (or quota): a state that passes when space is freed or
+    /// the volume grows, unlike damage. A write failing so leaves the log as it was (a partial
+    /// segment write is cut back), so the next write may simply try again.
+    pub fn is_out_of_space(&self) -> bool {
+        use std::io::ErrorKind;
+        matches!(self, LogError::Io { source, .. }
+            if matches!(source.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
+    }
+
     pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
         LogError::Io {
             op,

@@ -173,7 +173,9 @@ impl PartitionLog {
         let last = log.segments.len() - 1;
         for (i, seg) in log.segments.iter_mut().enumerate() {
             if i < last && seg.index_in_memory() {
-                seg.seal(dir)?;
+                // Index files are a cache: without room for them the segment keeps its index
+                // in memory, and the next open rebuilds the missing files.
+                tolerate_full_disk(dir, "write recovered segment's index files", seg.seal(dir))?;
             } else if i == last && !seg.index_in_memory() {
                 seg.unseal()?;
             }
@@ -182,7 +184,12 @@ impl PartitionLog {
         log.load_epochs()?;
         // Everything before the active segment is now validated and durable.
         log.recovery_point = log.active().base_offset;
-        checkpoint::write_offset(dir, RECOVERY_POINT_FILE, log.recovery_point)?;
+        // An older recovery point on disk only makes the next open check more.
+        tolerate_full_disk(
+            dir,
+            "write the recovery point",
+            checkpoint::write_offset(dir, RECOVERY_POINT_FILE, log.recovery_point),
+        )?;
         if clean {
             checkpoint::take_marker(dir, CLEAN_SHUTDOWN_FILE)?;
         }
@@ -753,7 +760,11 @@ impl PartitionLog {
             Some(cache) => {
                 self.epochs = cache;
                 if trimmed {
-                    self.epochs.flush()?;
+                    tolerate_full_disk(
+                        &self.dir,
+                        "write the trimmed leader-epoch checkpoint",
+                        self.epochs.flush(),
+                    )?;
                 }
             }
             None => {
@@ -765,12 +776,19 @@ impl PartitionLog {
                     // Keep what was read; the log stays usable and reads report the damage.
                     tracing::warn!(dir = %self.dir.display(), error = %e, "leader-epoch cache rebuilt from part of the log");
                 }
-                cache.flush()?;
+                // The checkpoint is rebuilt from the log whenever it is missing or stale,
+                // so a full disk must not keep the log from opening over it.
+                tolerate_full_disk(
+                    &self.dir,
+                    "write the rebuilt leader-epoch checkpoint",
+                    cache.flush(),
+                )?;
                 tracing::info!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader-epoch cache from the log");
                 self.epochs = cache;
             }
         }
-        self.epochs.truncate_from_start(self.log_start_offset)
+        let trimmed = self.epochs.truncate_from_start(self.log_start_offset);
+        tolerate_full_disk(&self.dir, "write the leader-epoch checkpoint", trimmed)
     }
 
     /// Header of the last batch at or after the log start, if any.
@@ -1070,4 +1088,18 @@ pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<(), LogError
         segment::remove_if_exists(&dir.join(segment::file_name(base, ext)))?;
     }
     Ok(())
+}
+
+/// For writes on open that only record what can be derived again from the segments
+/// (checkpoints, index files): on a full disk the log opens without them, with a warning,
+/// so that a broker restarted on a full volume serves its data and resumes writing once
+/// space returns. Any other error still fails the open.
+fn tolerate_full_disk(dir: &Path, what: &str, r: Result<(), LogError>) -> Result<(), LogError> {
+    match r {
+        Err(e) if e.is_out_of_space() => {
+            tracing::warn!(dir = %dir.display(), error = %e, "disk full: could not {what}; continuing without it");
+            Ok(())
+        }
+        r => r,
+    }
 }

@@ -1170,20 +1170,43 @@ impl ReplicaManager {
                     .lines()
                     .find_map(|l| l.strip_prefix("topic_id: "))
                     .and_then(|v| Uuid::parse_str(v.trim()).ok());
-                if found == Some(topic_id) {
-                    return Ok(());
+                match found {
+                    Some(id) if id == topic_id => return Ok(()),
+                    Some(_) => {
+                        tracing::warn!(dir = %dir.display(), found = ?found, expected = %topic_id,
+                            "removing partition directory of an earlier topic with the same name");
+                        std::fs::remove_dir_all(dir).map_err(|e| io("remove stale", e))?;
+                    }
+                    // No id: a marker whose write was cut short (older brokers wrote it in
+                    // place; a full disk left it empty). The marker is written before any
+                    // data, so nothing of another topic can be in there: claim it again.
+                    None => {
+                        tracing::warn!(dir = %dir.display(), expected = %topic_id,
+                            "partition.metadata holds no topic id; rewriting it")
+                    }
                 }
-                tracing::warn!(dir = %dir.display(), found = ?found, expected = %topic_id,
-                    "removing partition directory of an earlier topic with the same name");
-                std::fs::remove_dir_all(dir).map_err(|e| io("remove stale", e))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("read", e)),
         }
         std::fs::create_dir_all(dir).map_err(|e| io("create dir for", e))?;
-        std::fs::write(&marker, format!("version: 0\ntopic_id: {topic_id}\n"))
-            .map_err(|e| io("write", e))?;
-        Ok(())
+        match write_marker(&marker, topic_id) {
+            Ok(()) => Ok(()),
+            // Without room for the marker the directory is still ours (the topic id came
+            // from the metadata); the next open writes it. Failing here would keep a broker
+            // restarted on a full volume from starting at all.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "disk full: partition.metadata not written; the next open writes it");
+                Ok(())
+            }
+            Err(e) => Err(io("write", e)),
+        }
     }
 
     /// Flushes and closes every log (graceful shutdown), so the next start skips recovery scans.
@@ -1211,5 +1234,50 @@ impl ReplicaManager {
                 tracing::error!(%topic, partition = index, error = %e, "closing log on shutdown failed");
             }
         }
+    }
+}
+
+/// Writes `partition.metadata` whole or not at all: a temp file, fsynced, renamed over.
+fn write_marker(marker: &Path, topic_id: Uuid) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = marker.with_extension("metadata.tmp");
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, marker)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_without_topic_id_is_rewritten_and_another_topics_dir_removed() {
+        let data = tempfile::tempdir().unwrap();
+        let replicas = ReplicaManager::new(data.path(), 0);
+        let dir = data.path().join("t-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        // What an in-place write cut short by a full disk left behind.
+        std::fs::write(dir.join(PARTITION_METADATA), "").unwrap();
+        std::fs::write(dir.join("00000000000000000000.log"), "").unwrap();
+        let ours = Uuid::from_u128(1);
+        replicas.claim_dir(&dir, ours).unwrap();
+        assert!(dir.join("00000000000000000000.log").exists());
+        let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).unwrap();
+        assert!(text.contains(&ours.to_string()), "{text}");
+        assert!(!dir.join("partition.metadata.tmp").exists());
+        // Claimed again by the same topic: kept. By another topic of that name: replaced.
+        replicas.claim_dir(&dir, ours).unwrap();
+        assert!(dir.join("00000000000000000000.log").exists());
+        replicas.claim_dir(&dir, Uuid::from_u128(2)).unwrap();
+        assert!(!dir.join("00000000000000000000.log").exists());
+        let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).unwrap();
+        assert!(text.contains(&Uuid::from_u128(2).to_string()), "{text}");
     }
 }

@@ -240,3 +240,59 @@ def produce(s: socket.socket, correlation_id: int, version: int, topic: str, par
     corr, body = recv_response(s)
     assert corr == correlation_id
     return body
+
+def _uvarint(b: bytes, off: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        c = b[off]
+        off += 1
+        n |= (c & 0x7F) << shift
+        if c < 0x80:
+            return n, off
+        shift += 7
+
+
+def _skip_tags(b: bytes, off: int) -> int:
+    count, off = _uvarint(b, off)
+    for _ in range(count):
+        _tag, off = _uvarint(b, off)
+        size, off = _uvarint(b, off)
+        off += size
+    return off
+
+
+def describe_log_dirs_v4(bootstrap: str) -> list[tuple[int, str, int, int]]:
+    """DescribeLogDirs v4 (flexible; the first version with the filesystem's total and usable
+    bytes) for every topic: [(error code, log dir, total bytes, usable bytes)]."""
+    header = struct.pack(">hhi", 35, 4, 11) + _str("raw-test") + b"\x00"  # request header v2
+    body = b"\x00" + b"\x00"  # topics: null (compact nullable array), no tagged fields
+    with connect(bootstrap) as s:
+        s.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        corr, b = recv_response(s)
+    assert corr == 11
+    off = _skip_tags(b, 0)  # response header v1
+    _throttle, err = struct.unpack(">ih", b[off : off + 6])
+    off += 6
+    assert err == 0, f"DescribeLogDirs error {err}"
+    n, off = _uvarint(b, off)
+    out = []
+    for _ in range(n - 1):
+        (rerr,) = struct.unpack(">h", b[off : off + 2])
+        off += 2
+        ln, off = _uvarint(b, off)
+        log_dir = b[off : off + ln - 1].decode()
+        off += ln - 1
+        nt, off = _uvarint(b, off)
+        for _ in range(nt - 1):
+            ln, off = _uvarint(b, off)
+            off += ln - 1
+            npart, off = _uvarint(b, off)
+            for _ in range(npart - 1):
+                off += 4 + 8 + 8 + 1  # index, size, offset lag, is-future
+                off = _skip_tags(b, off)
+            off = _skip_tags(b, off)
+        total, usable = struct.unpack(">qq", b[off : off + 16])
+        off += 16
+        off = _skip_tags(b, off)
+        out.append((rerr, log_dir, total, usable))
+    return out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 from kazoo.client import KazooClient
+from kazoo.protocol.serialization import Create, Create2, SetData
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, Id, make_digest_acl
@@ -42,6 +43,18 @@ def _acls(spec):
         else:
             out.append(ACL(a["perms"], Id(a["scheme"], a["id"])))
     return out or None
+
+
+def _value(step):
+    """The step's value as bytes; `value: null` in the scenario is ZooKeeper's null
+    data (length -1 on the wire), which kazoo's high-level API refuses to send."""
+    if "value" in step and step["value"] is None:
+        return None
+    return step.get("value", "").encode()
+
+
+def _flags(mode):
+    return (1 if mode.startswith("ephemeral") else 0) | (2 if mode.endswith("sequential") else 0)
 
 
 class Run:
@@ -99,7 +112,7 @@ class Run:
 
     def op_create(self, s):
         c = self.client(s)
-        value = s.get("value", "").encode()
+        value = _value(s)
         acl = _acls(s.get("acl"))
         mode = s.get("mode", "persistent")
         if mode in ("container", "ttl", "ttl_sequential"):
@@ -110,6 +123,10 @@ class Run:
                 flags = 5 if mode == "ttl" else 6
                 req = zkext.CreateTTL(s["path"], value, acl, flags, s.get("ttl", 1000))
             return zkext.call(c, req)
+        if value is None:
+            acl = acl or c.default_acl or OPEN_ACL_UNSAFE
+            kind = Create2 if s.get("include_data", True) else Create
+            return zkext.call(c, kind(s["path"], None, acl, _flags(mode)))
         res = c.create(s["path"], value, acl=acl, ephemeral=mode.startswith("ephemeral"),
                        sequence=mode.endswith("sequential"), include_data=s.get("include_data", True))
         return res
@@ -118,7 +135,10 @@ class Run:
         return self.client(s).get(s["path"], watch=(lambda e: None) if s.get("watch") else None)
 
     def op_set(self, s):
-        return self.client(s).set(s["path"], s.get("value", "").encode(), version=s.get("version", -1))
+        value = _value(s)
+        if value is None:
+            return zkext.call(self.client(s), SetData(s["path"], None, s.get("version", -1)))
+        return self.client(s).set(s["path"], value, version=s.get("version", -1))
 
     def op_delete(self, s):
         return self.client(s).delete(s["path"], version=s.get("version", -1))
@@ -152,12 +172,18 @@ class Run:
             kind = o["kind"]
             if kind == "create":
                 mode = o.get("mode", "persistent")
-                t.create(o["path"], o.get("value", "").encode(), ephemeral=mode.startswith("ephemeral"),
+                if _value(o) is None:  # kazoo's transaction refuses None: add the raw request
+                    t._add(Create(o["path"], None, OPEN_ACL_UNSAFE, _flags(mode)))
+                    continue
+                t.create(o["path"], _value(o), ephemeral=mode.startswith("ephemeral"),
                          sequence=mode.endswith("sequential"))
             elif kind == "delete":
                 t.delete(o["path"], version=o.get("version", -1))
             elif kind == "set":
-                t.set_data(o["path"], o.get("value", "").encode(), version=o.get("version", -1))
+                if _value(o) is None:
+                    t._add(SetData(o["path"], None, o.get("version", -1)))
+                    continue
+                t.set_data(o["path"], _value(o), version=o.get("version", -1))
             elif kind == "check":
                 t.check(o["path"], o["version"])
         return t.commit()

@@ -18,7 +18,10 @@ def test_transcripts_agree(scenario, tmp_path):
     sc = runner.load(scenario)
     transcripts = {}
     for cls in (ApacheZK, Rivulet):
-        srv = cls(tmp_path / cls.name).start()
+        # A scenario may pass flags to rivulet-coordinator (e.g. frequent snapshots, so
+        # that a restart reloads state from a snapshot and not only from the log).
+        kw = {"extra": sc.get("rivulet_args", [])} if cls is Rivulet else {}
+        srv = cls(tmp_path / cls.name, **kw).start()
         try:
             transcripts[cls.name] = runner.Run(srv).run(sc)
         finally:

@@ -67,6 +67,12 @@ def test_admin_port(srv):
     assert "rivulet_coordinator_znodes 5" in body
     assert "rivulet_coordinator_fsync_latency_seconds_count" in body
     assert http(srv.admin_port, "/nope")[0] == 404
+    # The four-letter words over HTTP (the README's probe: curl, no netcat needed).
+    assert http(srv.admin_port, "/commands/ruok") == (200, "imok\n")
+    status, body = http(srv.admin_port, "/commands/mntr")
+    assert status == 200 and "zk_znode_count\t5" in body, body
+    status, body = http(srv.admin_port, "/commands/nope")
+    assert status == 404 and "ruok" in body
 
 
 @pytest.mark.parametrize("args,env,needle", [

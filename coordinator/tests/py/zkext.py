@@ -7,7 +7,7 @@ import threading
 
 from kazoo.protocol.serialization import (Create2, Watch, int_struct, long_struct,
                                           multiheader_struct, read_buffer, read_string,
-                                          stat_struct, write_string)
+                                          stat_struct, write_buffer, write_string)
 from kazoo.exceptions import EXCEPTIONS
 from kazoo.protocol.states import ZnodeStat
 
@@ -28,7 +28,7 @@ class CreateTTL(namedtuple("CreateTTL", "path data acl flags ttl")):
 
     def serialize(self):
         b = bytearray(write_string(self.path))
-        b.extend(int_struct.pack(len(self.data)) + self.data)
+        b.extend(write_buffer(self.data))
         b.extend(_acl_bytes(self.acl))
         b.extend(int_struct.pack(self.flags))
         b.extend(long_struct.pack(self.ttl))

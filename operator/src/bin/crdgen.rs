@@ -1,13 +1,23 @@
 //! Writes the CRD YAML (crds/ and the chart's crds/) and docs/crd-reference.md.
-//! Usage: crdgen [REPO_ROOT]   (default: the current directory)
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Parser;
 use rivulet_operator::crdgen::{crd_yaml, crds, reference_markdown};
 
+/// Writes the CRD YAML into crds/ and charts/rivulet-operator/crds/, and
+/// docs/crd-reference.md, under the repository root.
+#[derive(Parser, Debug)]
+#[command(name = "crdgen", version)]
+struct Args {
+    /// The repository root to write under.
+    #[arg(default_value = ".")]
+    repo_root: PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
-    let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
+    let root = Args::parse().repo_root;
     for dir in ["crds", "charts/rivulet-operator/crds"] {
         let dir = root.join(dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
