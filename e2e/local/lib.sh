@@ -1,0 +1,35 @@
+# shellcheck shell=bash disable=SC2034  # (variables for the scripts that source this)
+# Shared settings of up.sh and down.sh (sourced, not run).
+# One bed per machine: the bridge name, its address and the ports below are fixed by
+# e2e/local/README-interface (docs/e2e.md).
+
+LOCAL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$LOCAL_DIR/../.." && pwd)
+# shellcheck source=e2e/local/versions.env
+source "$LOCAL_DIR/versions.env"
+K8S_VERSION=${RIVULET_K8S_VERSION:-$K8S_VERSION}
+K8S_BIN=${RIVULET_K8S_CACHE:-$HOME/.cache/rivulet-k8s}/$K8S_VERSION/bin
+
+STATE=$REPO/.k8s
+PKI=$STATE/pki
+LOGS=$STATE/logs
+PIDS=$STATE/pids
+
+BRIDGE=rivk8s0
+BRIDGE_ADDR=10.88.0.1
+BRIDGE_CIDR=$BRIDGE_ADDR/16
+NETNS_PREFIX=rivk8s-
+APISERVER_PORT=6443
+ETCD_CLIENT_PORT=${RIVULET_K8S_ETCD_PORT:-2379}
+ETCD_PEER_PORT=${RIVULET_K8S_ETCD_PEER_PORT:-2380}
+KCM_PORT=10257
+SCHEDULER_PORT=10259
+SERVICE_CIDR=10.96.0.0/16
+SA_ISSUER=https://kubernetes.default.svc.cluster.local
+ZONES=zone-a,zone-b,zone-c
+
+log() { echo "k8s-bed: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# alive PIDFILE: the process named in PIDFILE is running.
+alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
