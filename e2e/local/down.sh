@@ -15,17 +15,17 @@ if [[ ! -d $STATE && ${RIVULET_K8S_FORCE_DOWN:-0} != 1 ]]; then
     exit 0
 fi
 
-# stop PIDFILE: SIGTERM to the process group (every process was started in its own session),
-# SIGKILL after 10 s.
+# stop PIDFILE [SECONDS]: SIGTERM to the process group (every process was started in its own
+# session), SIGKILL after SECONDS (10).
 stop() {
-    local pidfile=$1 pid
+    local pidfile=$1 secs=${2:-10} pid
     [[ -s $pidfile ]] || return 0
     pid=$(cat "$pidfile")
     [[ $pid =~ ^[0-9]+$ ]] || return 0
     kill -0 "$pid" 2>/dev/null || return 0
     log "stopping $(basename "$pidfile" .pid) (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 100); do
+    for _ in $(seq $((secs * 10))); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -33,9 +33,10 @@ stop() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 
-# The node agent first: it stops its pods gracefully. Then the control plane, top down.
-stop "$STATE/nodes/agent.pid"
-stop "$PIDS/node-agent.pid"
+# The node agent first, while the API server still answers: it stops its pods gracefully (each
+# within its grace period) and unmounts its volumes. Then the control plane, top down.
+stop "$STATE/nodes/agent.pid" 60
+stop "$PIDS/node-agent.pid" 60
 
 # Whatever still runs in a pod's network namespace is a pod process the agent did not stop.
 mapfile -t netnses < <(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NETNS_PREFIX" || true)

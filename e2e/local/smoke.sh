@@ -18,8 +18,8 @@ fail() { log "FAIL: $*"; exit 1; }
 check "kubectl get --raw /readyz"
 [[ $(kubectl get --raw /readyz) == ok ]] || fail "/readyz is not ok"
 
-check "kubectl version reports $K8S_VERSION"
-kubectl version -o json | grep -q "\"gitVersion\": \"$K8S_VERSION\"" || fail "server is not $K8S_VERSION"
+check "the API server reports $K8S_VERSION"
+kubectl get --raw /version | grep -q "\"gitVersion\": \"$K8S_VERSION\"" || fail "server is not $K8S_VERSION"
 
 check "$WANT_NODES Ready node(s), one per zone"
 kubectl get nodes -L topology.kubernetes.io/zone
