@@ -74,18 +74,23 @@ ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 
 # --- PKI -----------------------------------------------------------------------------------
-# cert NAME SUBJECT EXTENSIONS: an RSA key and a certificate signed by the bed's CA.
+# ca NAME CN: a self-signed CA.
+ca() {
+    openssl genrsa -out "$PKI/$1.key" 2048 2>/dev/null
+    openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 30 -sha256 \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$PKI/$1.crt" 2>/dev/null
+}
+# cert NAME SUBJECT EXTENSIONS [CA]: an RSA key and a certificate signed by CA (the bed's CA).
 cert() {
+    local signer=${4:-ca}
     openssl genrsa -out "$PKI/$1.key" 2048 2>/dev/null
     openssl req -new -key "$PKI/$1.key" -subj "$2" -out "$PKI/$1.csr" 2>/dev/null
-    openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/$signer.crt" -CAkey "$PKI/$signer.key" -CAcreateserial \
         -days 30 -sha256 -out "$PKI/$1.crt" -extfile <(printf '%b' "$3") 2>/dev/null
     rm -f "$PKI/$1.csr"
 }
-openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
-openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=rivulet-k8s-ca" -days 30 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI/ca.crt" 2>/dev/null
+ca ca rivulet-k8s-ca
 CLIENT_EXT='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
 SANS="IP:$BRIDGE_ADDR,IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
 SANS+=",DNS:kubernetes.default.svc.cluster.local,DNS:localhost"
@@ -96,6 +101,11 @@ cert admin "/O=system:masters/CN=kubernetes-admin" "$CLIENT_EXT"
 # (system:kube-controller-manager, system:kube-scheduler) are what they are allowed to do.
 cert controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
 cert scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
+# The aggregation layer's request-header CA and client, as kubeadm sets them up: without them the
+# controller manager and the scheduler (which delegate authentication to the API server) log an
+# error for the missing requestheader CA bundle every few seconds.
+ca front-proxy-ca rivulet-k8s-front-proxy-ca
+cert front-proxy-client "/CN=front-proxy-client" "$CLIENT_EXT" front-proxy-ca
 # The service-account token signing pair.
 openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
 openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -164,6 +174,13 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --authorization-mode=Node,RBAC \
     --service-account-issuer="$SA_ISSUER" \
     --service-account-key-file="$PKI/sa.pub" \
