@@ -21,12 +21,11 @@ stop() {
     local pidfile=$1 secs=${2:-10} pid
     [[ -s $pidfile ]] || return 0
     pid=$(cat "$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
+    ours "$pid" || return 0
     log "stopping $(basename "$pidfile" .pid) (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
     for _ in $(seq $((secs * 10))); do
-        kill -0 "$pid" 2>/dev/null || break
+        ours "$pid" || break
         sleep 0.1
     done
     kill -KILL -- "-$pid" 2>/dev/null || true

@@ -31,5 +31,17 @@ ZONES=zone-a,zone-b,zone-c
 log() { echo "k8s-bed: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# alive PIDFILE: the process named in PIDFILE is running.
-alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# ours PID: PID is a live process of this bed: not a zombie (init reaps orphans a second or so
+# after they die) and its command line names this bed's state directory (a recycled pid does not).
+ours() {
+    local pid=$1 state
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [[ -n $state && $state != Z ]] || return 1
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    # Absolute paths (up.sh), or paths relative to the repository (an agent started by hand).
+    [[ $cmd == *"$STATE"* || ($cmd == *.k8s/* && $(readlink "/proc/$pid/cwd") == "$REPO") ]]
+}
+# alive PIDFILE: the process named in PIDFILE is a live process of this bed.
+alive() { [[ -s $1 ]] && ours "$(cat "$1")"; }
