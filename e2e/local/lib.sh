@@ -36,10 +36,11 @@ die() { log "error: $*"; exit 1; }
 ours() {
     local pid=$1 state
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    state=$({ sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f1; } 2>/dev/null) || return 1
     [[ -n $state && $state != Z ]] || return 1
     local cmd
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    # (the process may exit between the two reads)
+    cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || return 1
     # Absolute paths (up.sh), or paths relative to the repository (an agent started by hand).
     [[ $cmd == *"$STATE"* || ($cmd == *.k8s/* && $(readlink "/proc/$pid/cwd") == "$REPO") ]]
 }

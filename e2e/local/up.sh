@@ -29,6 +29,14 @@ if ip link show "$BRIDGE" >/dev/null 2>&1; then
     die "bridge $BRIDGE exists but this checkout has no .k8s/: another bed is up on this machine (run its down.sh)"
 fi
 
+# --- what the nodes need (checked before anything starts) --------------------------------------
+if [[ $WANT_NODES != 0 ]]; then
+    [[ -f $AGENT ]] || die "node agent $AGENT is missing (RIVULET_K8S_NODES=0 brings up the control plane alone)"
+    for b in rivulet-broker rivulet-coordinator rivulet-operator; do
+        [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing: cargo build --release first (or set RIVULET_BIN_DIR)"
+    done
+fi
+
 # --- binaries ------------------------------------------------------------------------------
 "$LOCAL_DIR/build-k8s.sh"
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm; do
@@ -250,10 +258,6 @@ fi
 if [[ $WANT_NODES == 0 ]]; then
     log "RIVULET_K8S_NODES=0: control plane only, no node agent"
 else
-    [[ -f $AGENT ]] || die "node agent $AGENT is missing (RIVULET_K8S_NODES=0 brings up the control plane alone)"
-    for b in rivulet-broker rivulet-coordinator rivulet-operator; do
-        [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing: cargo build --release first (or set RIVULET_BIN_DIR)"
-    done
     if [[ ! -x $VENV/bin/python ]]; then python3 -m venv "$VENV"; fi
     if [[ -f $LOCAL_DIR/node-agent/requirements.txt ]]; then
         "$VENV/bin/pip" install --quiet -r "$LOCAL_DIR/node-agent/requirements.txt"
