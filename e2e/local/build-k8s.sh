@@ -20,6 +20,9 @@ CACHE=${RIVULET_K8S_CACHE:-$HOME/.cache/rivulet-k8s}/$K8S_VERSION
 BIN=$CACHE/bin
 SRC=$CACHE/src
 mkdir -p "$BIN" "$SRC"
+# One build at a time per version (two make targets, or two checkouts, share the cache).
+exec 9>"$CACHE/.build.lock"
+flock 9
 
 log() { echo "build-k8s: $*" >&2; }
 need_go() { command -v go >/dev/null || { log "go is not on PATH (Go 1.26 is required)"; exit 1; }; }
