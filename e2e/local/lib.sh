@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # (variables for the scripts that source this)
 # Shared settings of up.sh and down.sh (sourced, not run).
 # One bed per machine: the bridge name, its address and the ports below are fixed by
-# e2e/local/README-interface (docs/e2e.md).
+# docs/e2e.md.
 
 LOCAL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LOCAL_DIR/../.." && pwd)
