@@ -1,31 +1,34 @@
 #!/usr/bin/env bash
-# The operator's end-to-end suite on the local control plane (`make e2e-local`): brings the bed up
-# (building what is missing), runs e2e/local/suite with the cluster's DNS view, and brings the bed
-# down again unless E2E_KEEP=1 (or the bed was already up when we started).
+# `make e2e-local`: the node agent's bed tests and the operator's end-to-end scenario on one local
+# Kubernetes bed. Brings the bed up (up.sh builds what is missing), runs both suites with the
+# cluster's DNS view (.k8s/exec) and brings it down again, also on failure, unless E2E_KEEP=1.
+#
+# Environment: RIVULET_BIN_DIR (our binaries, default target/release), RIVULET_VENV (default .venv),
+# E2E_KEEP=1 (leave the bed up), E2E_SUITES (default "node-agent/bed_tests suite").
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-$PWD/.venv/bin/python}
-BIN_DIR=${BIN_DIR:-$PWD/target/release}
-for b in rivulet-broker rivulet-coordinator rivulet-operator; do
-  [ -x "$BIN_DIR/$b" ] || { echo "e2e-local: $BIN_DIR/$b is missing (run: cargo build --release --workspace --bins)" >&2; exit 1; }
-done
-"$PY" -m pip install --quiet -r e2e/local/suite/requirements.txt
+# shellcheck source=e2e/local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+VENV=${RIVULET_VENV:-$REPO/.venv}
+PY=$VENV/bin/python
+"$PY" -m pip install --quiet -r "$LOCAL_DIR/suite/requirements.txt" -r "$LOCAL_DIR/node-agent/requirements.txt"
 
-started=0
-if [ ! -e .k8s/env ]; then
-  BIN_DIR="$BIN_DIR" e2e/local/up.sh
-  started=1
-fi
+"$LOCAL_DIR/up.sh"
 finish() {
-  rc=$?
-  if [ "$rc" != 0 ]; then
-    echo "e2e-local: failed; component logs are in .k8s/logs, pod logs under .k8s/nodes/*/pods" >&2
-    tail -n 30 .k8s/logs/node-agent.log 2>/dev/null >&2 || true
-  fi
-  if [ "$started" = 1 ] && [ "${E2E_KEEP:-0}" != 1 ]; then e2e/local/down.sh || true; fi
-  exit "$rc"
+    local rc=$?
+    if [[ $rc != 0 ]]; then
+        log "FAILED (exit $rc): component logs in .k8s/logs, pod logs in .k8s/nodes/*/pods"
+        tail -n 40 "$STATE/logs/node-agent.log" >&2 2>/dev/null || true
+        tail -n 40 "$STATE"/nodes/*/pods/rivulet-system_*/operator.log >&2 2>/dev/null || true
+    fi
+    if [[ ${E2E_KEEP:-0} != 1 ]]; then "$LOCAL_DIR/down.sh" || true; fi
+    exit "$rc"
 }
 trap finish EXIT
-# shellcheck disable=SC1091
-source .k8s/env
-.k8s/exec env PATH="$PATH" KUBECONFIG="$KUBECONFIG" "$PY" -m pytest e2e/local/suite -q "$@"
+# shellcheck source=/dev/null
+source "$STATE/env"
+cd "$REPO"
+for suite in ${E2E_SUITES:-node-agent/bed_tests suite}; do
+    log "suite: e2e/local/$suite"
+    "$STATE/exec" env PATH="$PATH" KUBECONFIG="$KUBECONFIG" "$PY" -m pytest "$LOCAL_DIR/$suite" -q -x
+done
+log "e2e-local: passed"

@@ -81,10 +81,12 @@ def test_operator_runs_as_a_pod_under_the_charts_rbac(operator):
     sa = pods[0]["spec"]["serviceAccountName"]
     # The operator's own identity may do what it needs, and no more than the chart grants.
     who = f"system:serviceaccount:{OPERATOR_NS}:{sa}"
-    for verb, res in [("create", "statefulsets.apps"), ("patch", "statefulsets.apps"), ("create", "services"),
-                      ("create", "configmaps"), ("create", "poddisruptionbudgets.policy"),
-                      ("patch", "kafkaclusters.rivulet.dev/status"), ("create", "events")]:
-        out = kubectl("auth", "can-i", verb, res, "--as", who, "-n", NS, check=False).strip()
+    for verb, res, *sub in [("create", "statefulsets.apps"), ("patch", "statefulsets.apps"), ("create", "services"),
+                            ("create", "configmaps"), ("create", "poddisruptionbudgets.policy"),
+                            ("patch", "persistentvolumeclaims"), ("patch", "kafkaclusters.rivulet.dev", "status"),
+                            ("create", "events.events.k8s.io")]:
+        extra = ["--subresource", sub[0]] if sub else []
+        out = kubectl("auth", "can-i", verb, res, *extra, "--as", who, "-n", NS, check=False).strip()
         assert out == "yes", f"{who} cannot {verb} {res}: {out}"
     assert kubectl("auth", "can-i", "delete", "nodes", "--as", who, check=False).strip() == "no"
 
