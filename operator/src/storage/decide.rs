@@ -300,12 +300,12 @@ mod tests {
             Case {
                 name: "large volume: 10 % beats 10Gi",
                 input: BrokerInput {
-                    // 60.3 %: landing at 55 % needs 1096.4Gi, below 1000Gi + 10 %.
-                    used: Some(603 * GI),
-                    ..broker(1000 * GI, 0.0)
+                    // 60.3 %: landing at 55 % needs 987.3Gi, below 900Gi + 10 %.
+                    used: Some(543 * GI),
+                    ..broker(900 * GI, 0.0)
                 },
                 want: Decision::Grow {
-                    new_size: 1100 * GI,
+                    new_size: 990 * GI,
                     reason: GrowReason::Threshold,
                 },
             },

@@ -390,16 +390,17 @@ pub async fn reconcile_storage(
                     if recommend {
                         let q = to_quantity(new_size);
                         if prev.and_then(|p| p.recommended_size.as_deref()) != Some(q.as_str()) {
-                            ctx.event(
+                            ctx.event_about(
                                 kc,
                                 false,
                                 "StorageGrowthRecommended",
-                                "Autoscale",
+                                reason.as_str(),
                                 format!(
                                     "broker {id} ({claim}): would grow {} → {q} ({}: {why}); RecommendOnly, nothing patched",
                                     to_quantity(requested),
                                     reason.as_str()
                                 ),
+                                Some(claim_ref(&ns, &claim)),
                             )
                             .await;
                         }
@@ -431,15 +432,19 @@ pub async fn reconcile_storage(
                                     Ok(_) => {
                                         let old = to_quantity(requested);
                                         info!(cluster = %key, broker = id, pvc = %claim, old = %old, new = %q, reason = reason.as_str(), "volume grown");
-                                        ctx.event(
+                                        // One Event per scale: the claim is the related
+                                        // object and the reason the action, so Events of
+                                        // different brokers and reasons don't merge.
+                                        ctx.event_about(
                                             kc,
                                             false,
                                             "StorageGrown",
-                                            "Autoscale",
+                                            reason.as_str(),
                                             format!(
                                                 "broker {id} ({claim}): {old} → {q} ({}: {why})",
                                                 reason.as_str()
                                             ),
+                                            Some(claim_ref(&ns, &claim)),
                                         )
                                         .await;
                                         ctx.metrics.storage_scale(reason.as_str());
@@ -488,12 +493,13 @@ pub async fn reconcile_storage(
             if resize_pending && prev.map(|p| p.phase.as_str()) != Some("FileSystemResizePending") {
                 // Offline expansion: the broker must restart to see the space. Restarting needs
                 // the ISR-safe gate of the rolling restarter (docs/storage-autoscaling.md).
-                ctx.event(
+                ctx.event_about(
                     kc,
                     true,
                     "FileSystemResizePending",
                     "Autoscale",
                     format!("broker {id} ({claim}): the volume grew but its filesystem needs the pod restarted (offline expansion); not restarted automatically"),
+                    Some(claim_ref(&ns, &claim)),
                 )
                 .await;
             }
@@ -506,6 +512,16 @@ pub async fn reconcile_storage(
     }
     set_storage_condition(kc, ctx, conditions, pol.as_ref(), refusal, generation).await;
     Ok(out)
+}
+
+fn claim_ref(ns: &str, claim: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("PersistentVolumeClaim".into()),
+        name: Some(claim.to_string()),
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    }
 }
 
 fn describe(reason: GrowReason, util: Option<f64>, p: Option<&Policy>) -> String {
