@@ -27,6 +27,15 @@ pub const CONTROLLER: &str = "kafkacluster";
 pub const FINALIZER: &str = "rivulet.dev/cluster-cleanup";
 /// Resync period of a settled cluster.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// (API group, resource) the KafkaCluster controller lists and watches: the clusters and the
+/// kinds it owns (main.rs's `Controller::owns`). The RBAC test derives verbs from this.
+pub const WATCHED: &[(&str, &str)] = &[
+    ("rivulet.dev", "kafkaclusters"),
+    ("apps", "statefulsets"),
+    ("", "services"),
+    ("", "configmaps"),
+    ("policy", "poddisruptionbudgets"),
+];
 /// Requeue period while something is rolling out.
 pub const PROGRESS_POLL: Duration = Duration::from_secs(10);
 
