@@ -56,8 +56,7 @@ fn settle(api: &FakeApi) {
     }
 }
 
-fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+async fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
     let api = FakeApi::new();
     let mut v = serde_json::to_value(fixtures::three_zone_cluster()).expect("json");
     v["metadata"]
@@ -76,7 +75,7 @@ fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
                "spec": {"clusterRef": {"name": "demo"}, "partitions": 3, "replicationFactor": 3}}),
     );
     let ctx = Ctx::new(api.client("kafka"), Arc::new(Metrics::default()));
-    rt.block_on(async {
+    {
         let run = |api: FakeApi, ctx: Arc<Ctx>| async move {
             cluster_controller::reconcile(Arc::new(cluster(&api)), ctx)
                 .await
@@ -88,6 +87,14 @@ fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
         run(api.clone(), ctx.clone()).await;
         settle(&api);
         run(api.clone(), ctx.clone()).await;
+        // A config change: existing objects are patched (apply), zone by zone.
+        let mut spec: Value = api.get(KC, "demo").expect("kc")["spec"].clone();
+        spec["config"]["log.retention.ms"] = json!("3600000");
+        api.update_spec(KC, "demo", spec);
+        for _ in 0..4 {
+            run(api.clone(), ctx.clone()).await;
+            settle(&api);
+        }
         // Grow storage by hand: claims patched, StatefulSets recreated with orphan.
         let mut spec: Value = api.get(KC, "demo").expect("kc")["spec"].clone();
         spec["storage"]["size"] = json!("200Gi");
@@ -98,7 +105,7 @@ fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
         }
         api.delete_user(KC, "demo");
         run(api.clone(), ctx.clone()).await;
-    });
+    }
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (verb, group, resource) in api.verbs() {
         out.entry((group, resource)).or_default().insert(verb);
@@ -117,9 +124,10 @@ fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
     out
 }
 
-#[test]
-fn verbs_used_match_the_checked_in_rbac_list() {
+#[tokio::test]
+async fn verbs_used_match_the_checked_in_rbac_list() {
     let got: Vec<Value> = derived()
+        .await
         .into_iter()
         .map(|((g, r), verbs)| json!({"apiGroup": g, "resource": r, "verbs": verbs}))
         .collect();
