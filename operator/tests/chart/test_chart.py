@@ -111,13 +111,13 @@ def test_rbac_grants_every_verb_the_operator_uses(values):
         used = json.load(f)
     _, docs = render(values)
     cluster = set()
-    for d in docs:
+    for _, d in docs:
         if d["kind"] == "ClusterRole":
             cluster |= granted(d["rules"])
     namespaces = (values or {}).get("watchNamespaces") or [None]
     for ns in namespaces:
         grants = set(cluster)
-        for d in docs:
+        for _, d in docs:
             if d["kind"] == "Role" and d["metadata"].get("namespace") == ns and "leader" not in d["metadata"]["name"]:
                 grants |= granted(d["rules"])
         missing = [
