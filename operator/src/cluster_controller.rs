@@ -141,7 +141,9 @@ pub fn plan(
 
 /// The claim templates as the API server compares them: (name, requested bytes, class,
 /// access modes). Server defaults (volumeMode, status) don't count.
-fn claim_templates(spec: &serde_json::Value) -> Vec<(String, Option<u128>, Option<String>, String)> {
+fn claim_templates(
+    spec: &serde_json::Value,
+) -> Vec<(String, Option<u128>, Option<String>, String)> {
     spec["volumeClaimTemplates"]
         .as_array()
         .map(|ts| {

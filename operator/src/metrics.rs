@@ -83,11 +83,31 @@ impl Default for Metrics {
         let storage_resize_seconds =
             Histogram::new([5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0]);
         for (name, help, fam) in [
-            ("storage_requested_bytes", "Size requested on each broker's claim", &storage_requested),
-            ("storage_capacity_bytes", "Capacity each broker's volume reports", &storage_capacity),
-            ("storage_used_bytes", "Bytes used on each broker's log-dir filesystem", &storage_used),
-            ("storage_total_bytes", "Size of each broker's log-dir filesystem", &storage_total),
-            ("storage_utilization_permille", "Used over total bytes, per mille", &storage_utilization),
+            (
+                "storage_requested_bytes",
+                "Size requested on each broker's claim",
+                &storage_requested,
+            ),
+            (
+                "storage_capacity_bytes",
+                "Capacity each broker's volume reports",
+                &storage_capacity,
+            ),
+            (
+                "storage_used_bytes",
+                "Bytes used on each broker's log-dir filesystem",
+                &storage_used,
+            ),
+            (
+                "storage_total_bytes",
+                "Size of each broker's log-dir filesystem",
+                &storage_total,
+            ),
+            (
+                "storage_utilization_permille",
+                "Used over total bytes, per mille",
+                &storage_utilization,
+            ),
         ] {
             registry.register(name, help, fam.clone());
         }
@@ -156,7 +176,9 @@ impl Metrics {
             zone: st.zone.clone(),
         };
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.storage_requested.get_or_create(&l).set(clamp(requested));
+        self.storage_requested
+            .get_or_create(&l)
+            .set(clamp(requested));
         if let Some(c) = capacity {
             self.storage_capacity.get_or_create(&l).set(clamp(c));
         }

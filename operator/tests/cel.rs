@@ -92,7 +92,11 @@ fn autoscaling_bounds() {
     let cases = [
         ("maxSize", json!("17Ti"), "16Ti"),
         ("maxSize", json!("50Gi"), "at least storage.size"),
-        ("criticalUtilizationPercent", json!(60), "criticalUtilizationPercent must be above"),
+        (
+            "criticalUtilizationPercent",
+            json!(60),
+            "criticalUtilizationPercent must be above",
+        ),
         ("marginPercent", json!(60), "marginPercent must be below"),
         ("minIncrement", json!("0"), "minIncrement must be positive"),
     ];

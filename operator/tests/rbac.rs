@@ -82,7 +82,8 @@ async fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
                 .expect("reconcile");
         };
         // Topic first: its cluster has no bootstrap address yet, so it waits.
-        let kt: KafkaTopic = serde_json::from_value(api.get(KT, "orders").expect("kt")).expect("kt");
+        let kt: KafkaTopic =
+            serde_json::from_value(api.get(KT, "orders").expect("kt")).expect("kt");
         let _ = topic_controller::reconcile(Arc::new(kt), ctx.clone()).await;
         run(api.clone(), ctx.clone()).await;
         settle(&api);
@@ -132,7 +133,10 @@ async fn verbs_used_match_the_checked_in_rbac_list() {
         .map(|((g, r), verbs)| json!({"apiGroup": g, "resource": r, "verbs": verbs}))
         .collect();
     let text = serde_json::to_string_pretty(&got).expect("json") + "\n";
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chart/operator-rbac.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/chart/operator-rbac.json"
+    );
     if std::env::var_os("RIVULET_UPDATE_RBAC").is_some() {
         std::fs::write(path, &text).expect("write");
     }
@@ -142,7 +146,12 @@ async fn verbs_used_match_the_checked_in_rbac_list() {
         "the operator's API calls changed: update {path} (RIVULET_UPDATE_RBAC=1) and the chart's RBAC"
     );
     // The issue-11 defect: applying objects that don't exist yet needs `create`.
-    for r in ["statefulsets", "services", "configmaps", "poddisruptionbudgets"] {
+    for r in [
+        "statefulsets",
+        "services",
+        "configmaps",
+        "poddisruptionbudgets",
+    ] {
         assert!(text.contains(r), "{r}");
     }
 }

@@ -175,12 +175,7 @@ async fn manual_size_increase_grows_claims_and_recreates_statefulsets_with_orpha
 
     // Every claim grows in place, whatever zone's StatefulSet rolls first.
     assert_eq!(w.requests(), vec!["200Gi"; 6]);
-    assert_eq!(
-        w.condition("Degraded")["status"],
-        "False",
-        "{}",
-        w.status()
-    );
+    assert_eq!(w.condition("Degraded")["status"], "False", "{}", w.status());
     let writes = w.api.object_writes();
     let deletes: Vec<_> = writes.iter().filter(|x| x.method == "DELETE").collect();
     assert!(!deletes.is_empty(), "{writes:?}");
@@ -200,8 +195,7 @@ async fn manual_size_increase_grows_claims_and_recreates_statefulsets_with_orpha
             "200Gi"
         };
         assert_eq!(
-            s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
-            want,
+            s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], want,
             "{}",
             s["metadata"]["name"]
         );
@@ -225,7 +219,10 @@ async fn manual_size_increase_grows_claims_and_recreates_statefulsets_with_orpha
     assert_eq!(zones.len(), deleted.len(), "{deleted:?}");
     assert_eq!(w.events_with("StorageGrown").len(), 6);
     // status.brokers names every broker with its claim and the effective size.
-    let brokers = w.status()["brokers"].as_array().cloned().unwrap_or_default();
+    let brokers = w.status()["brokers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(brokers.len(), 6);
     assert_eq!(brokers[2]["id"], 1000);
     assert_eq!(brokers[2]["pvc"], "data-demo-broker-z1-1000");
@@ -268,10 +265,7 @@ async fn storage_class_without_expansion_is_refused_once_with_a_condition() {
     let c = w.condition("StorageAutoscaling");
     assert_eq!(c["status"], "False", "{}", w.status());
     assert_eq!(c["reason"], "ExpansionNotAllowed");
-    assert!(
-        c["message"].as_str().unwrap_or("").contains("gp3"),
-        "{c}"
-    );
+    assert!(c["message"].as_str().unwrap_or("").contains("gp3"), "{c}");
     assert_eq!(w.requests(), vec!["100Gi"; 6], "nothing patched");
     assert_eq!(w.events_with("ExpansionNotAllowed").len(), 1);
     assert_eq!(w.status()["brokers"][0]["phase"], "Refused");
@@ -323,10 +317,13 @@ async fn reapplying_the_original_spec_never_shrinks() {
     w.storage_class("gp3", Some(true));
     running(&w).await;
     // Autoscaling grew one claim (as the tmpfs tests below do for real).
-    w.api
-        .update_spec(PVC, "data-demo-broker-z1-1001", json!({
+    w.api.update_spec(
+        PVC,
+        "data-demo-broker-z1-1001",
+        json!({
             "storageClassName": "gp3", "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "130Gi"}}}));
+            "resources": {"requests": {"storage": "130Gi"}}}),
+    );
     w.resize_all();
     // GitOps re-applies the original manifest: same spec, a new generation.
     let spec = w.spec();
@@ -351,7 +348,11 @@ async fn reapplying_the_original_spec_never_shrinks() {
     let b = &w.status()["brokers"][3];
     assert_eq!(b["id"], 1001);
     assert_eq!(b["requested"], "130Gi", "effective size in status");
-    assert_eq!(w.spec()["storage"]["size"], "100Gi", "never written into spec");
+    assert_eq!(
+        w.spec()["storage"]["size"],
+        "100Gi",
+        "never written into spec"
+    );
 }
 
 // ---- Autoscaling against a real broker on a size-limited filesystem ----
@@ -530,12 +531,11 @@ async fn recommend_only_reports_and_patches_nothing() {
     tick(&w).await;
     tick(&w).await;
     assert_eq!(w.requests(), vec!["64Mi"]);
-    assert!(
-        !w.api
-            .object_writes()
-            .iter()
-            .any(|x| x.path.contains("persistentvolumeclaims")),
-    );
+    assert!(!w
+        .api
+        .object_writes()
+        .iter()
+        .any(|x| x.path.contains("persistentvolumeclaims")),);
     let b = w.status()["brokers"][0].clone();
     assert_eq!(b["phase"], "Recommended", "{b}");
     assert_eq!(b["recommendedSize"], "80Mi", "{b}");

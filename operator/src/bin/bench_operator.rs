@@ -281,11 +281,14 @@ async fn autoscaler_30_brokers(broker: &str) -> anyhow::Result<()> {
                 format!("bench-broker-z{z}-{id}.bench-broker-headless.bench.svc:9092"),
                 broker.to_string(),
             );
-            api.insert(PVC, json!({"metadata": {"name": format!("data-bench-broker-z{z}-{id}"),
+            api.insert(
+                PVC,
+                json!({"metadata": {"name": format!("data-bench-broker-z{z}-{id}"),
                 "namespace": "bench", "labels": {"rivulet.dev/cluster": "bench",
                 "app.kubernetes.io/component": "broker"}},
                 "spec": {"resources": {"requests": {"storage": "16Ti"}}},
-                "status": {"capacity": {"storage": "16Ti"}}}));
+                "status": {"capacity": {"storage": "16Ti"}}}),
+            );
         }
     }
     let ctx = Arc::new(ctx);
@@ -306,9 +309,19 @@ async fn autoscaler_30_brokers(broker: &str) -> anyhow::Result<()> {
     }
     let cpu = cpu_secs() - cpu0;
     let wall = wall0.elapsed().as_secs_f64();
-    let measured = api.get(KC, "bench").map(|v| {
-        v["status"]["brokers"].as_array().map(|b| b.iter().filter(|b| b["storageTotalBytes"].is_number()).count()).unwrap_or(0)
-    }).unwrap_or(0);
+    let measured = api
+        .get(KC, "bench")
+        .map(|v| {
+            v["status"]["brokers"]
+                .as_array()
+                .map(|b| {
+                    b.iter()
+                        .filter(|b| b["storageTotalBytes"].is_number())
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
     println!(
         "Storage autoscaler, 30 brokers, 1 s checks for {wall:.0} s: {checks} checks ({measured}/30 brokers measured), \
          check median {:?}, CPU {:.2} s = {:.1} % of one core, RSS {rss0} -> peak {peak} KiB",

@@ -172,7 +172,9 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
         .and_then(|t| u64::try_from(t.as_second()).ok())
 }
 
-fn quantity_bytes(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<u64> {
+fn quantity_bytes(
+    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Option<u64> {
     q.and_then(|q| parse_bytes(&q.0))
         .and_then(|b| u64::try_from(b).ok())
 }
@@ -191,9 +193,17 @@ async fn check_class(
 ) -> Result<Result<(), Refusal>, kube::Error> {
     let class = match name {
         Some(n) => classes.get_opt(n).await?,
-        None => classes.list(&ListParams::default()).await?.items.into_iter().find(|c| {
-            c.annotations().get(DEFAULT_IS_DEFAULT_CLASS).map(String::as_str) == Some("true")
-        }),
+        None => classes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|c| {
+                c.annotations()
+                    .get(DEFAULT_IS_DEFAULT_CLASS)
+                    .map(String::as_str)
+                    == Some("true")
+            }),
     };
     let label = name.unwrap_or("(cluster default)").to_string();
     Ok(match class {
@@ -282,7 +292,11 @@ pub async fn reconcile_storage(
                 out.brokers.push(st);
                 continue;
             };
-            let requests = pvc.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref());
+            let requests = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref());
             let requested = quantity_bytes(requests.and_then(|r| r.get("storage"))).unwrap_or(0);
             let capacity = quantity_bytes(
                 pvc.status
@@ -305,15 +319,19 @@ pub async fn reconcile_storage(
                 if let Some(t0) = mem.resize_started.remove(&pvc_key) {
                     let took = Duration::from_secs_f64((now - t0).max(0.0));
                     mem.longest_resize = Some(mem.longest_resize.map_or(took, |l| l.max(took)));
-                    ctx.metrics.storage_resize_seconds.observe(took.as_secs_f64());
+                    ctx.metrics
+                        .storage_resize_seconds
+                        .observe(took.as_secs_f64());
                     info!(cluster = %key, broker = id, seconds = took.as_secs_f64(), "resize reached the volume");
                 }
             }
 
             // Measure (autoscaling on, check due), else keep the last measurement for status.
             let (mut used, mut total) = (
-                prev.and_then(|p| p.storage_used_bytes).map(|b| b.max(0) as u64),
-                prev.and_then(|p| p.storage_total_bytes).map(|b| b.max(0) as u64),
+                prev.and_then(|p| p.storage_used_bytes)
+                    .map(|b| b.max(0) as u64),
+                prev.and_then(|p| p.storage_total_bytes)
+                    .map(|b| b.max(0) as u64),
             );
             let mut rate = None;
             if pol.is_some() {
@@ -342,11 +360,15 @@ pub async fn reconcile_storage(
                     let s = mem.samples.entry(pvc_key.clone()).or_default();
                     // A grown filesystem starts a new trend: old samples compare other totals.
                     if let (Some(u), Some(t)) = (used, total) {
-                        if s.back().is_some_and(|_| prev.and_then(|p| p.storage_total_bytes) != Some(t as i64)) {
+                        if s.back().is_some_and(|_| {
+                            prev.and_then(|p| p.storage_total_bytes) != Some(t as i64)
+                        }) {
                             s.clear();
                         }
                         s.push_back((now, u));
-                        while s.len() > SAMPLES || s.front().is_some_and(|f| now - f.0 > SAMPLE_WINDOW_SECS) {
+                        while s.len() > SAMPLES
+                            || s.front().is_some_and(|f| now - f.0 > SAMPLE_WINDOW_SECS)
+                        {
                             s.pop_front();
                         }
                     }
@@ -424,7 +446,8 @@ pub async fn reconcile_storage(
                             }
                             _ => {
                                 let q = to_quantity(new_size);
-                                let patch = json!({"spec": {"resources": {"requests": {"storage": q}}}});
+                                let patch =
+                                    json!({"spec": {"resources": {"requests": {"storage": q}}}});
                                 match pvcs
                                     .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
                                     .await
@@ -503,7 +526,8 @@ pub async fn reconcile_storage(
                 )
                 .await;
             }
-            ctx.metrics.storage_broker(&key, id, &st, requested, capacity);
+            ctx.metrics
+                .storage_broker(&key, id, &st, requested, capacity);
             out.brokers.push(st);
         }
     }
@@ -525,11 +549,18 @@ fn claim_ref(ns: &str, claim: &str) -> k8s_openapi::api::core::v1::ObjectReferen
 }
 
 fn describe(reason: GrowReason, util: Option<f64>, p: Option<&Policy>) -> String {
-    let u = util.map(|u| format!("{u:.1} %")).unwrap_or_else(|| "unmeasured".into());
+    let u = util
+        .map(|u| format!("{u:.1} %"))
+        .unwrap_or_else(|| "unmeasured".into());
     match (reason, p) {
         (GrowReason::SpecIncrease, _) => "spec.storage.size raised".into(),
-        (GrowReason::Threshold, Some(p)) => format!("utilization {u} above target {} %", p.target_percent),
-        (GrowReason::Emergency, Some(p)) => format!("utilization {u} at or above critical {} %", p.critical_percent),
+        (GrowReason::Threshold, Some(p)) => {
+            format!("utilization {u} above target {} %", p.target_percent)
+        }
+        (GrowReason::Emergency, Some(p)) => format!(
+            "utilization {u} at or above critical {} %",
+            p.critical_percent
+        ),
         (GrowReason::Prediction, Some(p)) => format!(
             "utilization {u} predicted to reach {} % within {}s",
             p.critical_percent,
@@ -556,7 +587,11 @@ async fn set_storage_condition(
             "RecommendOnly".to_string(),
             "decisions are reported in status.brokers, nothing is patched".to_string(),
         ),
-        (None, Some(_)) => (true, "Active".to_string(), "volumes grow by policy".to_string()),
+        (None, Some(_)) => (
+            true,
+            "Active".to_string(),
+            "volumes grow by policy".to_string(),
+        ),
         (None, None) => {
             // Autoscaling off and nothing refused: no condition to show.
             conditions.retain(|c| c.type_ != CONDITION);
@@ -564,13 +599,17 @@ async fn set_storage_condition(
         }
     };
     set_condition(conditions, CONDITION, status, &reason, &msg, generation);
-    let after = (if status { "True" } else { "False" }.to_string(), reason.clone());
+    let after = (
+        if status { "True" } else { "False" }.to_string(),
+        reason.clone(),
+    );
     if before.as_ref() != Some(&after) {
         ctx.metrics.storage_refused(refusal.is_some());
         if !status {
             ctx.event(kc, true, &reason, "Autoscale", msg).await;
         } else if before.is_some_and(|b| b.0 == "False") {
-            ctx.event(kc, false, "StorageAutoscalingResumed", "Autoscale", msg).await;
+            ctx.event(kc, false, "StorageAutoscalingResumed", "Autoscale", msg)
+                .await;
         }
     }
 }
