@@ -452,14 +452,24 @@ impl AdminClient {
 
     /// Log directories of one broker (for storage autoscaling).
     pub async fn describe_log_dirs(&mut self, broker_id: i32) -> Result<Vec<LogDirInfo>> {
+        let resource = format!("broker {broker_id}");
+        let conn = self.conn_to(broker_id).await?;
+        Self::log_dirs_on(conn, &resource).await
+    }
+
+    /// Log directories of the broker this client is connected to: each broker answers for its
+    /// own disks, so the storage autoscaler connects to every broker's own address and needs no
+    /// Metadata round trip (nor advertised addresses it may not reach).
+    pub async fn describe_own_log_dirs(&mut self) -> Result<Vec<LogDirInfo>> {
+        let resource = self.any.addr().to_string();
+        Self::log_dirs_on(&mut self.any, &resource).await
+    }
+
+    async fn log_dirs_on(conn: &mut Connection, resource: &str) -> Result<Vec<LogDirInfo>> {
+        // v4 carries the directory's total and usable bytes (KIP-827).
         let req = DescribeLogDirsRequest::default().with_topics(None);
-        let resp = self.conn_to(broker_id).await?.send(req).await?;
-        check(
-            "DescribeLogDirs",
-            &format!("broker {broker_id}"),
-            resp.error_code,
-            None,
-        )?;
+        let resp = conn.send(req).await?;
+        check("DescribeLogDirs", resource, resp.error_code, None)?;
         let mut out = Vec::new();
         for d in resp.results {
             check(

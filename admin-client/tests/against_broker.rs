@@ -135,6 +135,11 @@ async fn topic_admin_round_trip() {
     let dirs = admin.describe_log_dirs(7).await.expect("log dirs");
     assert!(!dirs.is_empty());
     assert!(dirs[0].total_bytes > 0, "{dirs:?}");
+    // The same directory when asking the connected broker for its own disks.
+    let own = admin.describe_own_log_dirs().await.expect("own log dirs");
+    assert_eq!(own.len(), dirs.len());
+    assert_eq!(own[0].path, dirs[0].path);
+    assert!(own[0].total_bytes > 0 && own[0].usable_bytes <= own[0].total_bytes);
 
     admin.delete_topic("t1").await.expect("delete");
     assert_eq!(admin.describe_topic("t1").await.expect("describe"), None);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -18,6 +18,8 @@ use crate::builders::{
 use crate::conditions::set_condition;
 use crate::context::{Ctx, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaClusterStatus, ZoneStatus};
+use crate::quantity::parse_bytes;
+use crate::storage::reconcile::reconcile_storage;
 use crate::validate::validate_cluster;
 
 pub const CONTROLLER: &str = "kafkacluster";
@@ -25,6 +27,15 @@ pub const CONTROLLER: &str = "kafkacluster";
 pub const FINALIZER: &str = "rivulet.dev/cluster-cleanup";
 /// Resync period of a settled cluster.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// (API group, resource) the KafkaCluster controller lists and watches: the clusters and the
+/// kinds it owns (main.rs's `Controller::owns`). The RBAC test derives verbs from this.
+pub const WATCHED: &[(&str, &str)] = &[
+    ("rivulet.dev", "kafkaclusters"),
+    ("apps", "statefulsets"),
+    ("", "services"),
+    ("", "configmaps"),
+    ("policy", "poddisruptionbudgets"),
+];
 /// Requeue period while something is rolling out.
 pub const PROGRESS_POLL: Duration = Duration::from_secs(10);
 
@@ -126,6 +137,60 @@ pub fn plan(
         }
     }
     (writes, held)
+}
+
+/// The claim templates as the API server compares them: (name, requested bytes, class,
+/// access modes). Server defaults (volumeMode, status) don't count.
+fn claim_templates(
+    spec: &serde_json::Value,
+) -> Vec<(String, Option<u128>, Option<String>, String)> {
+    spec["volumeClaimTemplates"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                        t["spec"]["resources"]["requests"]["storage"]
+                            .as_str()
+                            .and_then(parse_bytes),
+                        t["spec"]["storageClassName"].as_str().map(str::to_string),
+                        t["spec"]["accessModes"].to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether applying `desired` would change the live StatefulSet's `volumeClaimTemplates`,
+/// which the API server refuses: such a set is deleted with orphan propagation (its pods keep
+/// running) and created again with the new templates, which adopt the pods.
+pub fn claim_templates_differ(live: &StatefulSet, desired: &serde_json::Value) -> bool {
+    let live = serde_json::to_value(live).unwrap_or_default();
+    claim_templates(&live["spec"]) != claim_templates(&desired["spec"])
+}
+
+/// Deletes StatefulSet `name` with orphan propagation and waits (briefly) until it is gone.
+/// Returns false when it is still terminating: the caller creates it on a later reconcile.
+async fn orphan_delete(ctx: &Ctx, ns: &str, name: &str) -> Result<bool, Error> {
+    let a = api(ctx, ns, ObjKind::StatefulSet);
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    match a.delete(name, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(true),
+        Err(e) => return Err(e.into()),
+    }
+    for _ in 0..25 {
+        if a.get_opt(name).await?.is_none() {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(false)
 }
 
 /// One reconcile of a KafkaCluster. Errors come back after being turned into a Degraded
@@ -253,10 +318,40 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     // Build (pure), dereference, plan, apply.
     let built = build_cluster_with_image(kc, &ctx.broker_image);
     let obs = observe(ctx, &ns, &built.objects).await?;
-    let (writes, held) = plan(&built.objects, &obs, &name, kc.spec.zones.len());
+    let (writes, mut held) = plan(&built.objects, &obs, &name, kc.spec.zones.len());
+    // Storage first: claims grow in place (manual size increase and autoscaling alike) before
+    // a StatefulSet is recreated with the new claim template.
+    let storage = reconcile_storage(kc, ctx, &mut status.conditions).await?;
     let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let mut written = Vec::new();
     for d in &writes {
         let existed = obs.hash_of(d.kind, &d.name).is_some();
+        if let (ObjKind::StatefulSet, Some(live)) = (d.kind, obs.sts(&d.name)) {
+            // Never ask the API server to change volumeClaimTemplates in place (refused: the
+            // cluster would sit Degraded). Terminating sets are created again once gone.
+            let terminating = live.metadata.deletion_timestamp.is_some();
+            if terminating || claim_templates_differ(live, &d.value) {
+                if !terminating {
+                    info!(cluster = %name, object = %d.name, "claim template changed: recreating the StatefulSet, pods kept");
+                }
+                if !orphan_delete(ctx, &ns, &d.name).await? {
+                    held.push(format!("{} waits for its orphaning delete", d.name));
+                    continue;
+                }
+                ctx.event_about(
+                    kc,
+                    false,
+                    "Recreated",
+                    "Apply",
+                    format!(
+                        "StatefulSet {} deleted with orphan propagation (pods keep running) to take the new volume claim template",
+                        d.name
+                    ),
+                    Some(d.object_ref()),
+                )
+                .await;
+            }
+        }
         api(ctx, &ns, d.kind)
             .patch(&d.name, &pp, &Patch::Apply(&d.value))
             .await?;
@@ -271,7 +366,9 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
             Some(d.object_ref()),
         )
         .await;
+        written.push(d.clone());
     }
+    let writes = written;
 
     // Status from what runs now.
     let mut ready_total = true;
@@ -339,6 +436,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     status.zones = zones;
     status.applied_zones = kc.spec.zones.clone();
     status.applied_storage_size = Some(kc.spec.storage.size.clone());
+    status.brokers = storage.brokers;
     let was_ready = kc
         .status
         .as_ref()
@@ -355,11 +453,15 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
         )
         .await;
     }
-    Ok(Action::requeue(if progressing {
+    let mut next = if progressing || storage.grown > 0 {
         PROGRESS_POLL
     } else {
         RESYNC
-    }))
+    };
+    if let Some(check) = storage.requeue {
+        next = next.min(check);
+    }
+    Ok(Action::requeue(next))
 }
 
 /// Deletes the cluster's objects, brokers first so they leave while the coordinator still

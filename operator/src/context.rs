@@ -20,6 +20,10 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Image of broker and coordinator pods unless a cluster names one.
     pub broker_image: String,
+    /// Reads brokers' log-dir capacity for the storage autoscaler.
+    pub log_dirs: crate::storage::reconcile::LogDirReader,
+    /// The storage autoscaler's memory between reconciles.
+    pub storage: Mutex<crate::storage::reconcile::StorageMemory>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -39,6 +43,8 @@ impl Ctx {
             client,
             metrics,
             broker_image: crate::builders::DEFAULT_BROKER_IMAGE.to_string(),
+            log_dirs: Default::default(),
+            storage: Mutex::default(),
             failures: Mutex::default(),
         }
     }

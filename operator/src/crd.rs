@@ -150,49 +150,98 @@ pub const SIZE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|
 /// Per-broker storage: one PersistentVolumeClaim per broker.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
-    "message": "storage.size can't decrease"
-}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
+        "message": "storage.size can't decrease"
+    },
+    {
+        "rule": "!has(self.autoscaling) || quantity(self.autoscaling.maxSize).compareTo(quantity(self.size)) >= 0",
+        "message": "storage.autoscaling.maxSize must be at least storage.size"
+    }
+]))]
 pub struct BrokerStorage {
-    /// Volume size per broker (a Kubernetes quantity, e.g. `100Gi`). It can grow, never shrink.
+    /// Volume size per broker (a Kubernetes quantity, e.g. `100Gi`; at least `8Mi`). It can grow,
+    /// never shrink. Raising it grows every broker's PersistentVolumeClaim in place (no pod
+    /// restart). Autoscaling may have grown a volume past it: the effective size of a broker is
+    /// the larger of the two, reported in `status.brokers[].requested`.
     #[schemars(
         regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"),
         length(max = 32)
     )]
     pub size: String,
 
-    /// StorageClass of the broker volumes; the cluster default when absent.
+    /// StorageClass of the broker volumes; the cluster default when absent. Growth (manual or
+    /// automatic) needs a class with `allowVolumeExpansion: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 
-    /// Automatic storage growth, following Amazon MSK's rules made explicit.
+    /// Automatic storage growth: Amazon MSK's rules made explicit, plus emergency growth, a
+    /// predictive trigger and steps that land under the target. See docs/storage-autoscaling.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<StorageAutoscaling>,
 }
 
-/// Storage autoscaling policy: when a broker's log-dir use passes the target utilization, its
-/// volume grows (never shrinks), bounded by `maxSize`, by at least `minIncrement`, and not more
-/// often than `cooldown`. The StorageClass must allow volume expansion.
+/// Storage autoscaling policy, judged per broker: when a broker's log-dir utilization passes
+/// `targetUtilizationPercent` (or is predicted to reach `criticalUtilizationPercent` within
+/// `predictionHorizon`), its volume grows by the larger of `minIncrement` and
+/// `incrementPercent`, and further if needed so utilization lands at or below the target minus
+/// `marginPercent`; never above `maxSize`, never shrinking, at most once per `cooldown` unless
+/// utilization is at or above `criticalUtilizationPercent`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.criticalUtilizationPercent > self.targetUtilizationPercent",
+        "message": "criticalUtilizationPercent must be above targetUtilizationPercent"
+    },
+    {
+        "rule": "self.marginPercent < self.targetUtilizationPercent",
+        "message": "marginPercent must be below targetUtilizationPercent"
+    },
+    {
+        "rule": "quantity(self.maxSize).compareTo(quantity('16Ti')) <= 0",
+        "message": "maxSize can't exceed 16Ti (Amazon MSK's per-broker limit)"
+    },
+    {
+        "rule": "quantity(self.minIncrement).isGreaterThan(quantity('0'))",
+        "message": "minIncrement must be positive"
+    }
+]))]
 pub struct StorageAutoscaling {
     /// Turns autoscaling on.
     #[serde(default)]
     pub enabled: bool,
 
-    /// Disk use, in percent, above which a broker's volume grows.
+    /// `Enforce` grows volumes; `RecommendOnly` computes the same decisions and reports them in
+    /// `status.brokers[].recommendedSize` and Events without patching anything.
+    #[serde(default)]
+    pub mode: AutoscalingMode,
+
+    /// Log-dir utilization, in percent, above which a broker's volume grows (Amazon MSK allows
+    /// 10-80).
     #[serde(default = "default_target_utilization")]
     #[schemars(range(min = 10, max = 80))]
     pub target_utilization_percent: i32,
 
-    /// Upper bound of a broker's volume size (a Kubernetes quantity).
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    /// Utilization, in percent, at or above which a broker grows at once, cooldown or not.
+    #[serde(default = "default_critical_utilization")]
+    #[schemars(range(min = 20, max = 99))]
+    pub critical_utilization_percent: i32,
+
+    /// Upper bound of a broker's volume size (a Kubernetes quantity, at most `16Ti`).
+    #[schemars(
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"),
+        length(max = 32)
+    )]
     pub max_size: String,
 
     /// Smallest growth step (a Kubernetes quantity).
     #[serde(default = "default_min_increment")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[schemars(
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"),
+        length(max = 32)
+    )]
     pub min_increment: String,
 
     /// Growth step in percent of the current size (the larger of this and `minIncrement` applies).
@@ -200,14 +249,66 @@ pub struct StorageAutoscaling {
     #[schemars(range(min = 1, max = 100))]
     pub increment_percent: i32,
 
-    /// Minimum time between two growths of the same volume (a duration such as `6h` or `30m`).
+    /// Headroom, in percent points: a step is large enough that utilization after growth is at
+    /// or below `targetUtilizationPercent - marginPercent`.
+    #[serde(default = "default_margin")]
+    #[schemars(range(min = 0, max = 50))]
+    pub margin_percent: i32,
+
+    /// Minimum time between two growths of the same broker's volume (a duration such as `6h`
+    /// or `30m`). Does not apply at or above `criticalUtilizationPercent`.
     #[serde(default = "default_cooldown")]
-    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"), length(max = 32))]
     pub cooldown: String,
+
+    /// How often each broker's utilization is measured (a duration; Amazon MSK checks about
+    /// every minute).
+    #[serde(default = "default_check_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"), length(max = 32))]
+    pub check_interval: String,
+
+    /// Predictive trigger: grow before the target is crossed when, at the measured fill rate,
+    /// the volume would reach `criticalUtilizationPercent` within this time. Absent: three times
+    /// the longest resize the operator has observed (15m until one is observed). `0s` turns the
+    /// predictive trigger off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"), length(max = 32))]
+    pub prediction_horizon: Option<String>,
+}
+
+impl Default for StorageAutoscaling {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mode: AutoscalingMode::Enforce,
+            target_utilization_percent: default_target_utilization(),
+            critical_utilization_percent: default_critical_utilization(),
+            max_size: "16Ti".into(),
+            min_increment: default_min_increment(),
+            increment_percent: default_increment_percent(),
+            margin_percent: default_margin(),
+            cooldown: default_cooldown(),
+            check_interval: default_check_interval(),
+            prediction_horizon: None,
+        }
+    }
+}
+
+/// Whether the autoscaler acts or only recommends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum AutoscalingMode {
+    /// Grow the volumes.
+    #[default]
+    Enforce,
+    /// Report decisions in status and Events; patch nothing.
+    RecommendOnly,
 }
 
 fn default_target_utilization() -> i32 {
     60
+}
+fn default_critical_utilization() -> i32 {
+    90
 }
 fn default_min_increment() -> String {
     "10Gi".to_string()
@@ -215,8 +316,14 @@ fn default_min_increment() -> String {
 fn default_increment_percent() -> i32 {
     10
 }
+fn default_margin() -> i32 {
+    5
+}
 fn default_cooldown() -> String {
     "6h".to_string()
+}
+fn default_check_interval() -> String {
+    "60s".to_string()
 }
 
 /// The coordinator (ZooKeeper-compatible metadata service).
@@ -307,7 +414,8 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_storage_size: Option<String>,
 
-    /// Per-broker storage use, filled by the storage controller.
+    /// Per-broker storage, filled by the storage autoscaler (when `spec.storage.autoscaling` is
+    /// set) and by manual growth.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<BrokerStatus>,
 }
@@ -324,7 +432,7 @@ pub struct ZoneStatus {
     pub desired_brokers: i32,
 }
 
-/// One broker's storage use.
+/// One broker's storage: its volume, use, and what the autoscaler last did.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerStatus {
@@ -332,12 +440,39 @@ pub struct BrokerStatus {
     pub id: i32,
     /// Zone of the broker.
     pub zone: String,
-    /// Bytes used on the broker's log dir.
+    /// The broker's PersistentVolumeClaim.
+    #[serde(default)]
+    pub pvc: String,
+    /// Size requested on the claim (the effective size: the larger of `spec.storage.size` and
+    /// what autoscaling grew it to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// Capacity the volume reports (`status.capacity.storage` of the claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// Bytes used on the broker's log dir (filesystem total minus usable, from DescribeLogDirs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_used_bytes: Option<i64>,
-    /// Bytes of capacity of the broker's log dir.
+    /// Bytes of capacity of the broker's log-dir filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_total_bytes: Option<i64>,
+    /// Used bytes over total bytes, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization_percent: Option<f64>,
+    /// When the autoscaler last grew this broker's volume (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// `Ok`, `Growing` (a resize was asked and the capacity hasn't followed yet),
+    /// `FileSystemResizePending` (the volume needs the broker restarted), `Refused`,
+    /// `Recommended` (RecommendOnly found a growth to do) or `Unknown` (no measurement).
+    #[serde(default)]
+    pub phase: String,
+    /// RecommendOnly: the size the autoscaler would grow to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_size: Option<String>,
+    /// The last decision, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A Kafka topic, managed through the Kafka admin protocol on the cluster it names.

@@ -2,9 +2,13 @@
 //! benchmark. It implements the verbs the operator uses — get, list (label equality selectors),
 //! create, replace (with resourceVersion conflicts), delete (honouring finalizers), server-side
 //! apply (one field manager, so apply replaces the applied object), JSON merge patch, and the
-//! status subresource — and records every write so tests can assert on them.
+//! status subresource — and records every write so tests can assert on them, and every verb
+//! used per resource (the RBAC regression test compares them with the chart's rules).
+//! Like the real API server, it refuses changes to a StatefulSet's immutable spec fields
+//! (`volumeClaimTemplates` among them), a PersistentVolumeClaim shrink, and a claim expansion
+//! whose StorageClass is missing or lacks `allowVolumeExpansion`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +26,8 @@ pub struct Write {
     pub method: String,
     /// `<resource path>` without query, e.g. `/apis/apps/v1/namespaces/ns/statefulsets/x`.
     pub path: String,
+    /// `propagationPolicy` of a DELETE, when given.
+    pub propagation: Option<String>,
 }
 
 impl Write {
@@ -36,6 +42,8 @@ struct State {
     /// (collection path, name) -> object. Collection path: `/apis/g/v/namespaces/ns/plural`.
     objects: BTreeMap<(String, String), Value>,
     writes: Vec<Write>,
+    /// (verb, API group, resource[/subresource]) of every request, as RBAC would authorize it.
+    verbs: BTreeSet<(String, String, String)>,
     next_rv: u64,
     next_uid: u64,
 }
@@ -51,7 +59,21 @@ struct Target {
     collection: String,
     name: Option<String>,
     status: bool,
+    /// API group ("" for the core group) and plural resource name.
+    group: String,
+    resource: String,
 }
+
+/// StatefulSet spec fields the API server lets an update change; any other is forbidden.
+const STS_MUTABLE: [&str; 6] = [
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
+const STORAGE_CLASSES: &str = "/apis/storage.k8s.io/v1/storageclasses";
 
 fn parse_path(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -71,10 +93,13 @@ fn parse_path(path: &str) -> Option<Target> {
         [_plural, name, "status"] => (prefix_len + 1, Some(*name), true),
         _ => return None,
     };
+    let group = if prefix_len == 3 { parts[1] } else { "" };
     Some(Target {
         collection: format!("/{}", parts[..coll_len].join("/")),
         name: name.map(str::to_string),
         status,
+        group: group.to_string(),
+        resource: parts[coll_len - 1].to_string(),
     })
 }
 
@@ -184,6 +209,12 @@ impl FakeApi {
             .collect()
     }
 
+    /// Every (verb, API group, resource) requested so far, as RBAC would see it: `create` for
+    /// an apply that creates, `watch` for a watch, `resource/status` for the subresource.
+    pub fn verbs(&self) -> BTreeSet<(String, String, String)> {
+        self.lock().verbs.clone()
+    }
+
     /// Forgets the recorded writes.
     pub fn clear_writes(&self) {
         self.lock().writes.clear();
@@ -281,6 +312,66 @@ impl FakeApi {
         }
     }
 
+    /// The API server's update checks that the operator's storage handling depends on.
+    fn admit_update(
+        st: &State,
+        resource: &str,
+        cur: &Value,
+        next: &Value,
+    ) -> Result<(), (StatusCode, Value)> {
+        match resource {
+            "statefulsets" => {
+                let strip = |v: &Value| {
+                    let mut spec = v["spec"].clone();
+                    if let Some(m) = spec.as_object_mut() {
+                        m.retain(|k, _| !STS_MUTABLE.contains(&k.as_str()));
+                    }
+                    spec
+                };
+                if strip(cur) != strip(next) {
+                    return Err(status_body(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        "StatefulSet.apps is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                    ));
+                }
+            }
+            "persistentvolumeclaims" => {
+                let size = |v: &Value| {
+                    v["spec"]["resources"]["requests"]["storage"]
+                        .as_str()
+                        .and_then(crate::quantity::parse_bytes)
+                };
+                match (size(cur), size(next)) {
+                    (Some(a), Some(b)) if b < a => {
+                        return Err(status_body(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            "spec.resources.requests.storage: Forbidden: field can not be less than previous value",
+                        ))
+                    }
+                    (Some(a), Some(b)) if b > a => {
+                        let class = next["spec"]["storageClassName"].as_str().unwrap_or("");
+                        let expandable = st
+                            .objects
+                            .get(&(STORAGE_CLASSES.to_string(), class.to_string()))
+                            .is_some_and(|sc| sc["allowVolumeExpansion"] == json!(true));
+                        if !expandable {
+                            return Err(status_body(
+                                StatusCode::FORBIDDEN,
+                                "Forbidden",
+                                "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize",
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn handle(
         &self,
         method: Method,
@@ -297,12 +388,6 @@ impl FakeApi {
             );
         };
         let mut st = self.lock();
-        if method != Method::GET {
-            st.writes.push(Write {
-                method: method.to_string(),
-                path: path.to_string(),
-            });
-        }
         let body: Value = if body.is_empty() {
             Value::Null
         } else {
@@ -318,6 +403,37 @@ impl FakeApi {
             }
         };
         let key = t.name.clone().map(|n| (t.collection.clone(), n));
+        if method != Method::GET {
+            st.writes.push(Write {
+                method: method.to_string(),
+                path: path.to_string(),
+                propagation: body["propagationPolicy"].as_str().map(str::to_string),
+            });
+        }
+        let exists = key.as_ref().is_some_and(|k| st.objects.contains_key(k));
+        let verb = match (&method, &t.name) {
+            (&Method::GET, None) if query_param(query, "watch").as_deref() == Some("true") => {
+                "watch"
+            }
+            (&Method::GET, None) => "list",
+            (&Method::GET, Some(_)) => "get",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            // Server-side apply of an object that doesn't exist is authorized as create.
+            (&Method::PATCH, _) if !exists && ctype.starts_with("application/apply-patch") => {
+                "create"
+            }
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, _) => "delete",
+            _ => "other",
+        };
+        let resource = if t.status {
+            format!("{}/status", t.resource)
+        } else {
+            t.resource.clone()
+        };
+        st.verbs
+            .insert((verb.to_string(), t.group.clone(), resource));
         match (method, key) {
             (Method::GET, None) => {
                 if query_param(query, "watch").as_deref() == Some("true") {
@@ -452,6 +568,11 @@ impl FakeApi {
                     obj = next;
                 } else {
                     merge_patch(&mut obj, &body);
+                }
+                if let (Some(cur), false) = (&existing, t.status) {
+                    if let Err(refused) = Self::admit_update(&st, &t.resource, cur, &obj) {
+                        return refused;
+                    }
                 }
                 if !t.status && before.get("spec") != obj.get("spec") && existing.is_some() {
                     let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;

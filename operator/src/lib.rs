@@ -13,5 +13,6 @@ pub mod leader;
 pub mod metrics;
 pub mod presets;
 pub mod quantity;
+pub mod storage;
 pub mod topic_controller;
 pub mod validate;

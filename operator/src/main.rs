@@ -107,6 +107,7 @@ async fn run_cluster_controller(api: Api<KafkaCluster>, ns: Option<&str>, ctx: A
             ),
         }
     };
+    // Keep in step with cluster_controller::WATCHED (the RBAC test derives list/watch from it).
     let (sts, svc, cm, pdb) = owned(&client);
     let wc = || watcher::Config::default().labels("app.kubernetes.io/managed-by=rivulet-operator");
     Controller::new(api, watcher::Config::default())

@@ -20,6 +20,8 @@ use crate::crd::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus};
 
 pub const CONTROLLER: &str = "kafkatopic";
 pub const FINALIZER: &str = "rivulet.dev/topic-cleanup";
+/// (API group, resource) the KafkaTopic controller lists and watches.
+pub const WATCHED: &[(&str, &str)] = &[("rivulet.dev", "kafkatopics")];
 /// How often a settled topic is compared with the cluster (drift is reverted then).
 pub const RESYNC: Duration = Duration::from_secs(60);
 /// Wait while the cluster isn't there or ready yet.

@@ -10,8 +10,10 @@ use crate::quantity::{parse_bytes, parse_duration_secs};
 pub const MAX_CLUSTER_NAME: usize = 40;
 /// Broker ids are `zoneIndex * ZONE_ID_STRIDE + ordinal`, so a zone holds at most this many.
 pub const ZONE_ID_STRIDE: i32 = 1000;
-/// Smallest broker volume.
-pub const MIN_STORAGE_BYTES: u128 = 1 << 30;
+/// Smallest broker volume: small enough for test beds whose volumes are tmpfs mounts.
+pub const MIN_STORAGE_BYTES: u128 = 8 << 20;
+/// Largest broker volume autoscaling may reach (Amazon MSK's per-broker limit).
+pub const MAX_STORAGE_BYTES: u128 = 16 << 40;
 
 fn is_label_value(v: &str) -> bool {
     let b = v.as_bytes();
@@ -77,7 +79,7 @@ pub fn validate_cluster(
         Some(size) => {
             if size < MIN_STORAGE_BYTES {
                 errs.push(format!(
-                    "spec.storage.size {:?} is below the 1Gi minimum",
+                    "spec.storage.size {:?} is below the 8Mi minimum",
                     spec.storage.size
                 ));
             }
@@ -108,7 +110,40 @@ pub fn validate_cluster(
                         "spec.storage.autoscaling.maxSize {:?} is below spec.storage.size {:?}",
                         auto.max_size, spec.storage.size
                     )),
+                    Some(max) if max > MAX_STORAGE_BYTES => errs.push(format!(
+                        "spec.storage.autoscaling.maxSize {:?} is above the 16Ti per-broker limit",
+                        auto.max_size
+                    )),
                     Some(_) => {}
+                }
+                if auto.critical_utilization_percent <= auto.target_utilization_percent
+                    || auto.critical_utilization_percent > 99
+                {
+                    errs.push(format!(
+                        "spec.storage.autoscaling.criticalUtilizationPercent must be above targetUtilizationPercent ({}) and at most 99, got {}",
+                        auto.target_utilization_percent, auto.critical_utilization_percent
+                    ));
+                }
+                if !(0..=50).contains(&auto.margin_percent)
+                    || auto.margin_percent >= auto.target_utilization_percent
+                {
+                    errs.push(format!(
+                        "spec.storage.autoscaling.marginPercent must be 0-50 and below targetUtilizationPercent, got {}",
+                        auto.margin_percent
+                    ));
+                }
+                if parse_duration_secs(&auto.check_interval).is_none_or(|s| s == 0) {
+                    errs.push(format!(
+                        "spec.storage.autoscaling.checkInterval {:?} is not a positive duration like 60s",
+                        auto.check_interval
+                    ));
+                }
+                if let Some(h) = &auto.prediction_horizon {
+                    if parse_duration_secs(h).is_none() {
+                        errs.push(format!(
+                            "spec.storage.autoscaling.predictionHorizon {h:?} is not a duration like 15m"
+                        ));
+                    }
                 }
                 if parse_bytes(&auto.min_increment).is_none_or(|b| b == 0) {
                     errs.push(format!(

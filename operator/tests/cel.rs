@@ -79,6 +79,39 @@ fn storage_size_never_decreases() {
 }
 
 #[test]
+fn autoscaling_bounds() {
+    let s = schema::<KafkaCluster>();
+    let ok = cluster();
+    assert_eq!(broken(&s, &ok, None), Vec::<String>::new());
+    // Mi-sized volumes and steps (test beds) are fine; 16Ti is the largest maxSize.
+    let mut small = ok.clone();
+    small["spec"]["storage"]["size"] = json!("64Mi");
+    small["spec"]["storage"]["autoscaling"]["minIncrement"] = json!("8Mi");
+    small["spec"]["storage"]["autoscaling"]["maxSize"] = json!("16Ti");
+    assert_eq!(broken(&s, &small, None), Vec::<String>::new());
+    let cases = [
+        ("maxSize", json!("17Ti"), "16Ti"),
+        ("maxSize", json!("50Gi"), "at least storage.size"),
+        (
+            "criticalUtilizationPercent",
+            json!(60),
+            "criticalUtilizationPercent must be above",
+        ),
+        ("marginPercent", json!(60), "marginPercent must be below"),
+        ("minIncrement", json!("0"), "minIncrement must be positive"),
+    ];
+    for (field, value, want) in cases {
+        let mut bad = ok.clone();
+        bad["spec"]["storage"]["autoscaling"][field] = value.clone();
+        let errs = broken(&s, &bad, None);
+        assert!(
+            errs.iter().any(|m| m.contains(want)),
+            "{field}={value}: {errs:?}"
+        );
+    }
+}
+
+#[test]
 fn topic_name_is_immutable() {
     let s = schema::<KafkaTopic>();
     let old = json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic",
@@ -125,5 +158,5 @@ fn rules_compile_within_cost_budget() {
             }
         }
     }
-    assert_eq!(seen, 3, "every rule was checked");
+    assert_eq!(seen, 8, "every rule was checked");
 }

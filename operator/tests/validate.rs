@@ -47,8 +47,8 @@ fn each_bad_spec_gets_its_own_message() {
         ),
         (
             "tiny size",
-            |k| k.spec.storage.size = "10Mi".into(),
-            "below the 1Gi minimum",
+            |k| k.spec.storage.size = "4Mi".into(),
+            "below the 8Mi minimum",
         ),
         (
             "target",
@@ -58,7 +58,7 @@ fn each_bad_spec_gets_its_own_message() {
                     .autoscaling
                     .as_mut()
                     .unwrap()
-                    .target_utilization_percent = 90
+                    .target_utilization_percent = 85
             },
             "targetUtilizationPercent must be 10-80",
         ),
@@ -66,6 +66,45 @@ fn each_bad_spec_gets_its_own_message() {
             "max below size",
             |k| k.spec.storage.autoscaling.as_mut().unwrap().max_size = "50Gi".into(),
             "maxSize \"50Gi\" is below",
+        ),
+        (
+            "max above 16Ti",
+            |k| k.spec.storage.autoscaling.as_mut().unwrap().max_size = "17Ti".into(),
+            "above the 16Ti per-broker limit",
+        ),
+        (
+            "critical below target",
+            |k| {
+                k.spec
+                    .storage
+                    .autoscaling
+                    .as_mut()
+                    .unwrap()
+                    .critical_utilization_percent = 50
+            },
+            "criticalUtilizationPercent must be above",
+        ),
+        (
+            "margin",
+            |k| k.spec.storage.autoscaling.as_mut().unwrap().margin_percent = 60,
+            "marginPercent must be 0-50",
+        ),
+        (
+            "check interval",
+            |k| k.spec.storage.autoscaling.as_mut().unwrap().check_interval = "0s".into(),
+            "checkInterval \"0s\"",
+        ),
+        (
+            "horizon",
+            |k| {
+                k.spec
+                    .storage
+                    .autoscaling
+                    .as_mut()
+                    .unwrap()
+                    .prediction_horizon = Some("later".into())
+            },
+            "predictionHorizon \"later\"",
         ),
         (
             "min increment",

@@ -29,7 +29,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* Rules for the resources the operator manages in a watched namespace. */}}
+{{/* Rules for the resources the operator manages in a watched namespace. Server-side apply
+of an object that does not exist yet is authorized as `create`, so every applied kind needs it.
+operator/tests/rbac.rs derives the verbs the code uses; test_chart.py checks they are granted. */}}
 {{- define "rivulet.managedRules" -}}
 - apiGroups: ["rivulet.dev"]
   resources: ["kafkaclusters", "kafkatopics"]
@@ -42,14 +44,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* Cluster-scoped reads: StorageClasses decide whether broker volumes can grow. A Role can't
+grant them, so this ClusterRole is rendered in namespaced mode too. */}}
+{{- define "rivulet.clusterReadRules" -}}
+- apiGroups: ["storage.k8s.io"]
+  resources: ["storageclasses"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}

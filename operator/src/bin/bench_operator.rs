@@ -1,6 +1,8 @@
 //! Prints the operator's figures against the in-memory Kubernetes API: RSS at rest, RSS while
 //! reconciling 50 KafkaTopics (against a real rivulet-broker when one is built), and the time
-//! from a KafkaCluster change to all its objects applied. Figures only; nothing is asserted.
+//! from a KafkaCluster change to all its objects applied, and CPU and RSS while the storage
+//! autoscaler watches 30 brokers (each measured with DescribeLogDirs against the real broker).
+//! Figures only; nothing is asserted.
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -255,6 +257,85 @@ async fn main() -> anyhow::Result<()> {
         "RSS peak while reconciling 50 KafkaTopics: {peak} KiB (VmHWM {} KiB)",
         rss_kib("VmHWM:")
     );
+    autoscaler_30_brokers(&addr).await?;
     let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+/// User + system CPU seconds of this process.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the state field.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// 30 brokers (3 zones x 10) with autoscaling on and a 1 s check interval: every check reads
+/// each broker's log dirs (all 30 pod addresses point at the one real broker) and decides.
+async fn autoscaler_30_brokers(broker: &str) -> anyhow::Result<()> {
+    const PVC: &str = "/api/v1/namespaces/bench/persistentvolumeclaims";
+    let api = FakeApi::new();
+    let mut ctx = Ctx::build(api.client("bench"), Arc::new(Metrics::default()));
+    let mut kc = cluster_json(10, "1000");
+    kc["spec"]["storage"]["autoscaling"] = json!({"enabled": true, "maxSize": "16Ti",
+        "checkInterval": "1s", "targetUtilizationPercent": 80, "criticalUtilizationPercent": 99});
+    for z in 0..3 {
+        for o in 0..10 {
+            let id = z * 1000 + o;
+            ctx.log_dirs.hosts.insert(
+                format!("bench-broker-z{z}-{id}.bench-broker-headless.bench.svc:9092"),
+                broker.to_string(),
+            );
+            api.insert(
+                PVC,
+                json!({"metadata": {"name": format!("data-bench-broker-z{z}-{id}"),
+                "namespace": "bench", "labels": {"rivulet.dev/cluster": "bench",
+                "app.kubernetes.io/component": "broker"}},
+                "spec": {"resources": {"requests": {"storage": "16Ti"}}},
+                "status": {"capacity": {"storage": "16Ti"}}}),
+            );
+        }
+    }
+    let ctx = Arc::new(ctx);
+    api.insert(KC, kc);
+    converge(&api, &ctx).await?;
+    let rss0 = rss_kib("VmRSS:");
+    let (cpu0, wall0) = (cpu_secs(), Instant::now());
+    let mut peak = 0;
+    let mut checks = 0;
+    let mut times = Vec::new();
+    while wall0.elapsed() < Duration::from_secs(30) {
+        let t = Instant::now();
+        reconcile_cluster(&api, &ctx).await?;
+        times.push(t.elapsed());
+        checks += 1;
+        peak = peak.max(rss_kib("VmRSS:"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let cpu = cpu_secs() - cpu0;
+    let wall = wall0.elapsed().as_secs_f64();
+    let measured = api
+        .get(KC, "bench")
+        .map(|v| {
+            v["status"]["brokers"]
+                .as_array()
+                .map(|b| {
+                    b.iter()
+                        .filter(|b| b["storageTotalBytes"].is_number())
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    println!(
+        "Storage autoscaler, 30 brokers, 1 s checks for {wall:.0} s: {checks} checks ({measured}/30 brokers measured), \
+         check median {:?}, CPU {:.2} s = {:.1} % of one core, RSS {rss0} -> peak {peak} KiB",
+        median(times),
+        cpu,
+        100.0 * cpu / wall
+    );
     Ok(())
 }

@@ -3,6 +3,7 @@ validated against the Kubernetes schemas, and the examples checked against the C
 
 import copy
 import glob
+import json
 import os
 
 import helm_python as helm
@@ -77,13 +78,58 @@ def test_custom_values_render_namespaced_rbac():
     _, docs = render(CUSTOM_VALUES)
     roles = [d for _, d in docs if d["kind"] == "Role" and "leader" not in d["metadata"]["name"]]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["kafka", "streaming"]
-    assert not [d for _, d in docs if d["kind"].startswith("Cluster")]
+    # Only the StorageClass read is cluster-wide (a Role can't grant cluster-scoped kinds).
+    cluster_roles = [d for _, d in docs if d["kind"] == "ClusterRole"]
+    assert [r["metadata"]["name"] for r in cluster_roles] == ["rivulet-rivulet-operator-storageclasses"]
+    assert [(g, r) for rule in cluster_roles[0]["rules"] for g in rule["apiGroups"] for r in rule["resources"]] == [
+        ("storage.k8s.io", "storageclasses")
+    ]
     dep = next(d for _, d in docs if d["kind"] == "Deployment")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "registry.example/rivulet-operator:1.2.3"
     assert "--namespaces=kafka,streaming" in c["args"]
     assert "--log-level=debug" in c["args"]
     assert dep["spec"]["replicas"] == 2
+
+
+def granted(rules):
+    out = set()
+    for rule in rules:
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                for v in rule["verbs"]:
+                    out.add((g, r, v))
+    return out
+
+
+@pytest.mark.parametrize("values", [None, CUSTOM_VALUES], ids=["default", "custom"])
+def test_rbac_grants_every_verb_the_operator_uses(values):
+    """operator-rbac.json is derived from the operator's own API calls (operator/tests/rbac.rs);
+    every namespace the operator manages must grant all of them (issue 11: applying an object
+    that doesn't exist yet is authorized as create)."""
+    with open(os.path.join(os.path.dirname(__file__), "operator-rbac.json")) as f:
+        used = json.load(f)
+    _, docs = render(values)
+    cluster = set()
+    for _, d in docs:
+        if d["kind"] == "ClusterRole":
+            cluster |= granted(d["rules"])
+    namespaces = (values or {}).get("watchNamespaces") or [None]
+    for ns in namespaces:
+        grants = set(cluster)
+        for _, d in docs:
+            if d["kind"] == "Role" and d["metadata"].get("namespace") == ns and "leader" not in d["metadata"]["name"]:
+                grants |= granted(d["rules"])
+        missing = [
+            (u["apiGroup"], u["resource"], v)
+            for u in used
+            for v in u["verbs"]
+            if (u["apiGroup"], u["resource"], v) not in grants
+        ]
+        assert missing == [], f"namespace {ns}: not granted {missing}"
+    # The regression itself: create on every kind the operator applies.
+    for kind in ["statefulsets", "services", "configmaps", "poddisruptionbudgets"]:
+        assert any(u["resource"] == kind and "create" in u["verbs"] for u in used), kind
 
 
 def test_rbac_is_least_privilege():
