@@ -57,6 +57,10 @@ port_free 127.0.0.1 "$KCM_PORT" kube-controller-manager
 port_free 127.0.0.1 "$SCHEDULER_PORT" kube-scheduler
 
 mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE/etcd" "$STATE/nodes" "$STATE/volumes"
+# Volumes live on a shared mount point, so the tmpfs the agent mounts later also appear in the
+# namespaces that .k8s/exec makes (their propagation is slave: mounts come in, none go out).
+mount --bind "$STATE/volumes" "$STATE/volumes"
+mount --make-shared "$STATE/volumes"
 chmod 700 "$STATE/etcd"
 
 # From here on a failure tears the bed down (after saving the logs), unless asked to keep it.
@@ -237,12 +241,13 @@ export RIVULET_K8S_EXEC=$STATE/exec
 EOF
 cat >"$STATE/exec" <<EOF
 #!/usr/bin/env bash
-# Runs a command with the cluster's DNS view: a private mount namespace in which .k8s/hosts
-# (pod and Service names -> pod IPs, kept by the node agent) is bind-mounted over /etc/hosts.
+# Runs a command with the cluster's DNS view: its own mount namespace in which .k8s/hosts
+# (pod and Service names -> pod IPs, kept by the node agent) is bind-mounted over /etc/hosts;
+# volumes the agent mounts later under .k8s/volumes still show up (slave propagation).
 set -euo pipefail
 [[ \$# -gt 0 ]] || { echo "usage: .k8s/exec COMMAND [ARGS...]" >&2; exit 2; }
 source "$STATE/env"
-exec unshare --mount --propagation private -- \\
+exec unshare --mount --propagation slave -- \\
     bash -c 'mount --bind "\$0" /etc/hosts && exec "\$@"' "$STATE/hosts" "\$@"
 EOF
 chmod +x "$STATE/exec"
