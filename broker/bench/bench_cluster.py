@@ -45,6 +45,23 @@ def loadgen(binary: Path, bootstrap: str, *args: str, timeout: float = 600) -> d
     return json.loads(r.stdout.decode().strip().splitlines()[-1])
 
 
+def create_topic(cluster, topic: str, partitions: int, rf: int, min_insync: int) -> None:
+    """Creates a topic and waits until its leaders serve it: the metadata can name a leader a
+    moment before that broker has opened the partition, and a watermark query there (the
+    loadgen's first step, which librdkafka does not retry) would fail."""
+    from confluent_kafka import Consumer, TopicPartition
+    from harness import wait_until
+
+    cluster.create_topic(topic, partitions=partitions, rf=rf, min_insync=min_insync)
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "bench-watermarks"})
+    try:
+        for p in range(partitions):
+            wait_until(lambda: c.get_watermark_offsets(TopicPartition(topic, p), timeout=5) is not None, 30,
+                       what=f"{topic}-{p} served by its leader")
+    finally:
+        c.close()
+
+
 def ack_latency(bootstrap: str, topic: str, acks: str, rate: int, secs: float) -> dict:
     from confluent_kafka import Producer
 
@@ -174,34 +191,34 @@ def main() -> int:
         for rf, acks, mis in ((3, "-1", 2), (1, "1", 1)):
             name = f"rf{rf}-acks{acks.replace('-', 'm')}"
             try:
-                c.create_topic(f"tp-{name}", partitions=3, rf=rf, min_insync=mis)
+                create_topic(c, f"tp-{name}", 3, rf, mis)
                 r = loadgen(lg, c.bootstrap, "produce", "--topic", f"tp-{name}", "--messages", str(count),
                             "--size", "1024", "--partitions", "3", "--acks", acks)
                 results["throughput"].append({"rf": rf, "acks": acks, **r})
-                c.create_topic(f"lat-{name}", partitions=1, rf=rf, min_insync=mis)
+                create_topic(c, f"lat-{name}", 1, rf, mis)
                 lat = loadgen(lg, c.bootstrap, "latency", "--topic", f"lat-{name}", "--rate", str(a.rate),
                               "--duration-secs", str(a.latency_secs), "--size", "100", "--acks", acks)
                 results["e2e_latency"].append({"rf": rf, **lat})
-                c.create_topic(f"ack-{name}", partitions=1, rf=rf, min_insync=mis)
+                create_topic(c, f"ack-{name}", 1, rf, mis)
                 al = ack_latency(c.bootstrap, f"ack-{name}", "all" if acks == "-1" else "1", a.rate, a.latency_secs)
                 results["ack_latency"].append({"rf": rf, "acks": acks, **al})
             except (RuntimeError, subprocess.TimeoutExpired, AssertionError, KeyError, ValueError) as e:
                 failures.append(f"{name}: {e}")
         for rate in (int(r) for r in a.acks_all_rates.split(",") if r):
             try:
-                c.create_topic(f"lat-all-{rate}", partitions=1, rf=3, min_insync=2)
+                create_topic(c, f"lat-all-{rate}", 1, 3, 2)
                 lat = loadgen(lg, c.bootstrap, "latency", "--topic", f"lat-all-{rate}", "--rate", str(rate),
                               "--duration-secs", str(a.latency_secs), "--size", "100", "--acks", "-1")
                 results["acks_all_latency"].append({"rate": rate, **lat})
             except (RuntimeError, subprocess.TimeoutExpired, AssertionError, KeyError, ValueError) as e:
                 failures.append(f"acks=all latency at {rate}/s: {e}")
         try:
-            c.create_topic("commits", partitions=1, rf=3, min_insync=2)
+            create_topic(c, "commits", 1, 3, 2)
             results["sync_commit"] = sync_commit_latency(c.bootstrap, "commits", a.commits)
         except Exception as e:  # noqa: BLE001 (any client error is a failed figure, reported below)
             failures.append(f"sync commit: {e}")
         try:
-            c.create_topic("failover", partitions=1, rf=3, min_insync=2)
+            create_topic(c, "failover", 1, 3, 2)
             for _ in range(a.failovers):
                 results["failover_ms"].append(failover_once(c, "failover") * 1000)
         except (RuntimeError, AssertionError) as e:
