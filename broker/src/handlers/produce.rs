@@ -30,14 +30,29 @@ fn failed(index: i32, err: ResponseError, msg: Option<String>) -> PartitionProdu
         .with_error_message(msg.map(s))
 }
 
+/// A Produce whose batches are appended, with its acks=all partitions still to be committed.
+pub struct Staged {
+    responses: Vec<TopicProduceResponse>,
+    /// acks=all: (topic index, partition index in it, partition, leader epoch, last offset).
+    waits: Vec<(usize, usize, Arc<Partition>, i32, i64)>,
+    /// One deadline for all waits (the request's timeout_ms from its arrival).
+    deadline: tokio::time::Instant,
+}
+
 pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
+    stage(b, version, req).finish(b).await
+}
+
+/// Validates and appends every partition's batches now; what is left is the acks=all wait
+/// (`Staged::finish`). Separate so that a connection can append its next pipelined Produce
+/// while this one waits for the in-sync replicas: appends stay in arrival order, and every
+/// waiting write is committed by the same follower fetches instead of one round each.
+pub fn stage(b: &Broker, version: i16, req: ProduceRequest) -> Staged {
     let now = crate::now_ms();
     let view = b.metadata.view();
     let acks_ok = matches!(req.acks, -1..=1);
     let fenced = b.metadata.is_fenced();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended_any = false;
-    // acks=all: (topic index, partition index in it, partition, leader epoch, last offset).
     let mut waits: Vec<(usize, usize, Arc<Partition>, i32, i64)> = Vec::new();
     for t in req.topic_data {
         // v13 names topics by id.
@@ -174,7 +189,6 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
             match part.append(&mut buf, &headers, 0, now) {
                 Ok(a) => {
                     if !a.duplicate {
-                        appended_any = true;
                         b.metrics.bytes_in(&topic.name, len as u64);
                         b.metrics
                             .messages_in(&topic.name, (a.last_offset - a.base_offset + 1) as u64);
@@ -210,34 +224,52 @@ pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceRes
                 .with_partition_responses(parts),
         );
     }
-    if appended_any {
-        b.replicas.data_arrived.notify_waiters();
-    }
-    // All waits share one deadline, so waiting for them one after another takes as long as the
-    // slowest, as concurrent waits would.
+    // (Each append has woken the parked fetches itself: `Partition::append`.)
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
-    let deadline = tokio::time::Instant::now() + timeout;
-    for (ti, pi, part, epoch, last_offset) in waits {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let result = tokio::select! {
-            // Committed-at-once (standalone, or ISR alone) answers without arming the poll.
-            biased;
-            r = part.wait_committed(epoch, last_offset, left) => r,
-            // Cut off from the coordinator: a newer leader may exist, so this one stops
-            // waiting for followers that may never come and lets the client look elsewhere.
-            _ = fenced_soon(b) => Err(CommitError::NotLeader),
-        };
-        if let Err(e) = result {
-            let code = match e {
-                CommitError::NotLeader => ResponseError::NotLeaderOrFollower,
-                CommitError::Timeout => ResponseError::RequestTimedOut,
-                CommitError::NotEnoughReplicas => ResponseError::NotEnoughReplicasAfterAppend,
-            };
-            let slot = &mut responses[ti].partition_responses[pi];
-            *slot = failed(slot.index, code, Some(e.to_string()));
-        }
+    Staged {
+        responses,
+        waits,
+        deadline: tokio::time::Instant::now() + timeout,
     }
-    ProduceResponse::default().with_responses(responses)
+}
+
+impl Staged {
+    /// Nothing to wait for (no acks=all partition appended): `finish` answers at once.
+    pub fn is_done(&self) -> bool {
+        self.waits.is_empty()
+    }
+
+    /// Waits until every acks=all partition is committed (or fails) and answers.
+    pub async fn finish(self, b: &Broker) -> ProduceResponse {
+        let Staged {
+            mut responses,
+            waits,
+            deadline,
+        } = self;
+        // All waits share one deadline, so waiting for them one after another takes as long
+        // as the slowest, as concurrent waits would.
+        for (ti, pi, part, epoch, last_offset) in waits {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let result = tokio::select! {
+                // Committed-at-once (standalone, or ISR alone) answers without arming the poll.
+                biased;
+                r = part.wait_committed(epoch, last_offset, left) => r,
+                // Cut off from the coordinator: a newer leader may exist, so this one stops
+                // waiting for followers that may never come and lets the client look elsewhere.
+                _ = fenced_soon(b) => Err(CommitError::NotLeader),
+            };
+            if let Err(e) = result {
+                let code = match e {
+                    CommitError::NotLeader => ResponseError::NotLeaderOrFollower,
+                    CommitError::Timeout => ResponseError::RequestTimedOut,
+                    CommitError::NotEnoughReplicas => ResponseError::NotEnoughReplicasAfterAppend,
+                };
+                let slot = &mut responses[ti].partition_responses[pi];
+                *slot = failed(slot.index, code, Some(e.to_string()));
+            }
+        }
+        ProduceResponse::default().with_responses(responses)
+    }
 }
 
 /// Resolves once the metadata store reports this broker fenced (polled: the store has no

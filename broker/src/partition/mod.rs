@@ -352,7 +352,12 @@ impl Partition {
         }
         self.publish(&st.log);
         drop(st);
-        self.update_hw();
+        // Every leader append wakes the parked fetches, whoever appended (a Produce, or the
+        // group coordinator writing __consumer_offsets): followers must fetch it now, or an
+        // acks=all wait on it lasts until their replica.fetch.wait.max.ms runs out.
+        if !self.update_hw() {
+            self.data_arrived.notify_waiters();
+        }
         Ok(Appended {
             base_offset: r.base_offset,
             last_offset: r.last_offset,
@@ -582,24 +587,26 @@ impl Partition {
         became_leader
     }
 
-    /// Recomputes the high watermark (leader only) and wakes waiters when it moved.
-    fn update_hw(&self) {
+    /// Recomputes the high watermark (leader only) and wakes waiters when it moved; true then.
+    fn update_hw(&self) -> bool {
         let mut r = lock(&self.repl);
-        self.update_hw_locked(&mut r);
+        self.update_hw_locked(&mut r)
     }
 
-    fn update_hw_locked(&self, r: &mut Replication) {
+    fn update_hw_locked(&self, r: &mut Replication) -> bool {
         if !matches!(r.role, Role::Leader { .. }) {
-            return;
+            return false;
         }
         let cur = self.high_watermark();
         let isr = r.maximal_isr();
         let hw = isr::high_watermark(r.me, self.log_end_offset(), &isr, &r.followers, cur);
-        if hw != cur {
-            self.hw.store(hw, Ordering::Release);
-            self.changed.notify_waiters();
-            self.data_arrived.notify_waiters();
+        if hw == cur {
+            return false;
         }
+        self.hw.store(hw, Ordering::Release);
+        self.changed.notify_waiters();
+        self.data_arrived.notify_waiters();
+        true
     }
 
     /// Leader: a follower fetched from `fetch_offset` (its log end). Moves the high watermark;

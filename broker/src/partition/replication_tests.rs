@@ -600,3 +600,49 @@ async fn a_stopped_replica_releases_acks_all_waits_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(1));
     assert!(!p.is_leader());
 }
+
+/// Issue 10: the group coordinator appends to __consumer_offsets through `Partition::append`,
+/// not through the Produce handler; an append that does not move the high watermark (followers
+/// still to fetch it) must still wake the parked fetches, or the followers see it only when
+/// their replica.fetch.wait.max.ms runs out.
+#[tokio::test]
+async fn every_leader_append_wakes_parked_fetches() {
+    let d = tempfile::tempdir().unwrap();
+    let wake = Arc::new(Notify::new());
+    let p = Partition::open(
+        d.path().join("t-0"),
+        "t",
+        0,
+        Uuid::nil(),
+        LogConfig::default(),
+        ME,
+        wake.clone(),
+    )
+    .expect("open");
+    p.apply_meta(&meta(ME, 1, &[1, 2, 3], 0), 2, 0);
+    for n in 1..=3 {
+        let parked = wake.notified();
+        tokio::pin!(parked);
+        parked.as_mut().enable();
+        append(&p, n).unwrap();
+        assert_eq!(
+            p.high_watermark(),
+            0,
+            "followers have not fetched: HW stays"
+        );
+        // The notification is already there (no follower fetch, no timer can deliver it).
+        tokio::time::timeout(Duration::from_secs(10), parked)
+            .await
+            .expect("the append did not wake the parked fetches");
+    }
+    // A follower fetch that moves the HW wakes them too (consumers wait for the HW).
+    let parked = wake.notified();
+    tokio::pin!(parked);
+    parked.as_mut().enable();
+    p.record_follower_fetch(2, 6, 10).unwrap();
+    p.record_follower_fetch(3, 6, 10).unwrap();
+    assert_eq!(p.high_watermark(), 6);
+    tokio::time::timeout(Duration::from_secs(10), parked)
+        .await
+        .expect("the high-watermark advance did not wake the parked fetches");
+}
