@@ -58,7 +58,9 @@ func client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
 
 func admin(t *testing.T) *kadm.Client { return kadm.NewClient(client(t)) }
 
-func name(prefix string) string { return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000) }
+func name(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
+}
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()

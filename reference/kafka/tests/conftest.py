@@ -1,6 +1,7 @@
 """Fixtures for the Kafka-reference suites: one Rivulet cluster (coordinator + 3 brokers, from the
 cluster fault suite's harness) and one Apache Kafka 3-node KRaft cluster (kafka_ref), each shared
-by a module and torn down after it; node log tails are attached to failures."""
+by the whole session (every test uses its own topics and groups) and torn down after it; node log
+tails are attached to failures."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from cluster import Cluster  # noqa: E402
 from reference import KafkaCluster  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def rivulet(tmp_path_factory, request):
+SHARED: list = []
+
+
+@pytest.fixture(scope="session")
+def rivulet(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("rivulet"), coordinator="rivulet")
-    request.module._clusters = [c]
+    SHARED.append(c)
     try:
         c.start()
         yield c
@@ -30,10 +34,10 @@ def rivulet(tmp_path_factory, request):
         c.stop()
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory, request):
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
     c = KafkaCluster(tmp_path_factory.mktemp("kafka"))
-    request.module._clusters = getattr(request.module, "_clusters", []) + [c]
+    SHARED.append(c)
     try:
         c.start()
         yield c
@@ -63,7 +67,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.when == "call" and rep.failed:
-        clusters = getattr(item, "_clusters", []) + getattr(item.module, "_clusters", [])
+        clusters = getattr(item, "_clusters", []) + [c for c in SHARED if c.brokers and c.brokers[0].proc]
         for c in clusters:
             for n in c.nodes():
                 rep.sections.append((f"{n.name} log tail ({n.log_path})", n.log_tail(30)))
