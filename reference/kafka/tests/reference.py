@@ -82,5 +82,5 @@ class KafkaCluster(Cluster):
 
 def run_tool(main: str, args: list[str], timeout: float = 120.0, input: str | None = None) -> subprocess.CompletedProcess:
     """A Kafka command-line tool through its main class, as bin/kafka-*.sh would run it."""
-    return subprocess.run(kafka_ref.java_argv(main, args), capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(kafka_ref.java_argv(main, args, fast_start=True), capture_output=True, text=True, timeout=timeout,
                           input=input)
