@@ -12,15 +12,24 @@ command -v java >/dev/null || bash "$here/../../scripts/apt-install.sh" openjdk-
 command -v javac >/dev/null || bash "$here/../../scripts/apt-install.sh" openjdk-17-jdk-headless
 command -v mvn >/dev/null || bash "$here/../../scripts/apt-install.sh" maven
 
-stamp=$(cat "$here/pom.xml" | sha256sum | cut -c1-16)
-if [ "$(cat "$cache/libs/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "kafka-reference: resolving Apache Kafka $version into $cache/libs"
-  rm -rf "$cache/libs.tmp"
-  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$cache/libs.tmp"
-  echo "$stamp" >"$cache/libs.tmp/.stamp"
-  rm -rf "$cache/libs" && mv "$cache/libs.tmp" "$cache/libs"
-fi
+# resolve POM: its jars (and their dependencies) into ~/.cache/rivulet-kafka/<its version>/libs.
+resolve() {
+  local pom=$1 v dir stamp
+  v=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")
+  dir=${RIVULET_KAFKA_CACHE:-$HOME/.cache/rivulet-kafka}/$v
+  stamp=$(sha256sum <"$pom" | cut -c1-16)
+  if [ "$(cat "$dir/libs/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "kafka-reference: resolving Apache Kafka $v into $dir/libs"
+    rm -rf "$dir/libs.tmp"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs.tmp"
+    echo "$stamp" >"$dir/libs.tmp/.stamp"
+    rm -rf "$dir/libs" && mv "$dir/libs.tmp" "$dir/libs"
+  fi
+}
+resolve "$here/pom.xml"
+# Kafka 3.9 (ZooKeeper mode), for the coordinator test.
+resolve "$here/pom-3.9.xml"
+stamp=$(cat "$cache/libs/.stamp")
 
 # The Java client suite: plain javac against the cached jars (no build tool in the repository).
 src=$(find "$here/java" -name '*.java' | sort)

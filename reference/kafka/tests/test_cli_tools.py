@@ -72,7 +72,9 @@ def test_steps_did_what_they_say_on_rivulet(runs):
     assert "PartitionCount: 4" in st["topics-describe-4"].out
     assert st["topics-create-again"].rc != 0 and "already exists" in st["topics-create-again"].out + st["topics-create-again"].err
     assert "400 records sent" in st["produce"].out
-    assert re.search(rf"{s.group}\s+{t}\s+0\s+50", st["groups-reset-dry"].out), st["groups-reset-dry"].out
+    # ProducerPerformance's sticky partitioner spreads 400 records unevenly over 4 partitions, so
+    # at least one holds 100 or more; --to-offset 50 clamps the others to their end.
+    assert re.search(rf"{s.group}\s+{t}\s+\d\s+50\b", st["groups-reset-dry"].out), st["groups-reset-dry"].out
     assert re.search(rf"{s.group}\s+{t}\s+\d\s+0\b", st["groups-reset"].out), st["groups-reset"].out
     assert s.group in st["groups-list"].out.split()
     assert re.search(rf"{s.group}\s+{t}\s+0\s+0\s+\d+\s+\d+", st["groups-describe"].out), st["groups-describe"].out
