@@ -79,11 +79,25 @@ def create_topic(bootstrap: str, topic: str, partitions: int, rf: int) -> None:
     while True:
         t = a.list_topics(topic, timeout=10).topics.get(topic)
         if t and t.error is None and len(t.partitions) == partitions and all(
-                p.leader >= 0 and len(p.isrs) == rf for p in t.partitions.values()):
+                p.leader >= 0 and len(p.isrs) == rf for p in t.partitions.values()) and all_brokers_know(
+                    bootstrap, topic, partitions):
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{topic} not ready")
         time.sleep(0.2)
+
+
+def all_brokers_know(bootstrap: str, topic: str, partitions: int) -> bool:
+    """Every broker's own Metadata lists the topic with leaders: Kafka's brokers learn a new topic
+    from the controller one by one, and a client asking a broker that has not yet gets
+    UNKNOWN_TOPIC_OR_PART."""
+    from harness import raw_metadata
+
+    try:
+        return all(len(md := raw_metadata(b, topic)) == partitions and all(ld >= 0 for ld, _ in md.values())
+                   for b in bootstrap.split(","))
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def loadgen(binary: str, bootstrap: str, *args: str) -> dict:
