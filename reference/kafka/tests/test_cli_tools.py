@@ -87,6 +87,6 @@ def test_steps_did_what_they_say_on_rivulet(runs):
     held = {b["broker"]: {p["partition"] for d in b["logDirs"] for p in d["partitions"]} for b in doc["brokers"]}
     assert sorted(held) == [0, 1, 2]
     assert all(any(p.startswith(f"{t}-") for p in ps) for ps in held.values()), held
-    assert re.search(rf"Partition: 0\s+Leader: \d\s+Replicas: 2,1\s+Isr: (1,2|2,1)", st["topics-describe-moved"].out), \
+    assert re.search(r"Partition: 0\s+Leader: \d\s+Replicas: 2,1\s+Isr: (1,2|2,1)", st["topics-describe-moved"].out), \
         st["topics-describe-moved"].out
     assert "No partition reassignments found." in st["reassign-list"].out
