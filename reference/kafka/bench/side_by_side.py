@@ -232,7 +232,8 @@ def plots(res: dict, outdir: Path) -> list[Path]:
         ax.bar([x + j * 0.27 for x in range(len(lat))], [r[k] for r in lat], width=0.27, label=lbl)
     ax.set_xticks([x + 0.27 for x in range(len(lat))])
     ax.set_xticklabels(names, rotation=20, fontsize=7)
-    ax.set_ylabel("ms")
+    ax.set_ylabel("ms (log scale)")
+    ax.set_yscale("log")
     ax.set_title("end-to-end latency percentiles at a fixed rate (rivulet-loadgen, 100 B)")
     ax.legend()
     fig.tight_layout()
@@ -251,7 +252,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer cases (1 KiB only, no Java tools)")
     ap.add_argument("--json-out")
     ap.add_argument("--plots-dir", default=str(REPO / "docs"))
+    ap.add_argument("--replot", help="only redraw the plots from a --json-out file")
     a = ap.parse_args()
+    if a.replot:
+        for p in plots(json.loads(Path(a.replot).read_text()), Path(a.plots_dir)):
+            print(f"plot: {p}")
+        return 0
     bindir = Path(a.bin_dir)
     lg = str(bindir / "rivulet-loadgen")
     work = Path(tempfile.mkdtemp(prefix="bench-side-"))
