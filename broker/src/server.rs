@@ -1,13 +1,15 @@
-//! The Kafka listener: accepts connections and runs each one's request loop. Requests on one
+//! The Kafka listeners: accept connections and run each one's request loop. Requests on one
 //! connection are handled in order, one at a time (as Kafka does), so responses stay in order.
-//! Bad input closes only that connection, with a log line and a metric.
+//! Bad input closes only that connection, with a log line and a metric. SSL listeners run TLS
+//! first; SASL listeners serve nothing but the SASL exchange until it succeeds
+//! (`security::connection`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -15,18 +17,38 @@ use crate::broker::{api_name, Broker};
 use crate::handlers::api_versions;
 use crate::protocol::codec::{decode_request, encode_response, DecodeError};
 use crate::protocol::frame::{read_frame, FrameError};
+use crate::security::connection::{AuthOutcome, Gate, ListenerCtx, Session};
+use crate::security::principal::KafkaPrincipal;
 
-/// Accepts connections until `shutdown` turns true.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Serves one PLAINTEXT listener until `shutdown` turns true.
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    run_listener(
+        listener,
+        ListenerCtx::plaintext("PLAINTEXT"),
+        broker,
+        shutdown,
+    )
+    .await
+}
+
+/// Accepts connections of one named listener until `shutdown` turns true.
+pub async fn run_listener(
+    listener: TcpListener,
+    ctx: ListenerCtx,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(ctx);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let b = broker.clone();
                     let sd = shutdown.clone();
+                    let ctx = ctx.clone();
                     tokio::spawn(async move {
                         b.metrics.connection_opened();
-                        serve_connection(b.clone(), stream, peer, sd).await;
+                        accept_connection(b.clone(), ctx, stream, peer, sd).await;
                         b.metrics.connection_closed();
                     });
                 }
@@ -41,14 +63,74 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch
     }
 }
 
-async fn serve_connection(
+async fn accept_connection(
     b: Arc<Broker>,
+    ctx: Arc<ListenerCtx>,
     stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &ctx.tls else {
+        let session = Session::new(&ctx, None);
+        serve_connection(b, &ctx, session, stream, peer, shutdown).await;
+        return;
+    };
+    // A handshake that never finishes must not hold the connection open forever.
+    let handshake = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.acceptor().accept(stream),
+    )
+    .await;
+    let stream = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listener = %ctx.name, error = %e, "TLS handshake failed");
+            b.metrics.authentication("SSL", false);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, listener = %ctx.name, "TLS handshake timed out");
+            b.metrics.connection_error("tls_handshake_timeout");
+            return;
+        }
+    };
+    let cert_principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| KafkaPrincipal::from_certificate(c.as_ref()));
+    if let Some(p) = &cert_principal {
+        tracing::info!(%peer, listener = %ctx.name, principal = %p, "TLS client certificate verified");
+    }
+    // On SASL_SSL the SASL user is the principal, as in Kafka.
+    let tls_principal = if ctx.protocol.uses_sasl() {
+        None
+    } else {
+        cert_principal
+    };
+    let session = Session::new(&ctx, tls_principal);
+    serve_connection(b, &ctx, session, stream, peer, shutdown).await;
+}
+
+/// Frames a bare SASL token (after a v0 SaslHandshake).
+fn raw_frame(token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(token.len() + 4);
+    out.extend_from_slice(&(token.len() as i32).to_be_bytes());
+    out.extend_from_slice(token);
+    out
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
+    b: Arc<Broker>,
+    ctx: &ListenerCtx,
+    mut session: Session,
+    stream: S,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = b.config.socket_request_max_bytes;
@@ -78,12 +160,78 @@ async fn serve_connection(
             }
         };
         let started = Instant::now();
+        if session.expects_raw_token() {
+            // v0 SASL: a bare token, answered with a bare token.
+            let answer = session.raw_token(&frame, started);
+            let ok = answer.is_ok();
+            let reply = match answer {
+                Ok((token, outcome)) => {
+                    if outcome == AuthOutcome::Succeeded {
+                        b.metrics.authentication(session.mechanism_name(), true);
+                        tracing::debug!(%peer, principal = %session.principal, "SASL authenticated");
+                    }
+                    raw_frame(&token)
+                }
+                Err(e) => {
+                    b.metrics.authentication(session.mechanism_name(), false);
+                    tracing::info!(%peer, listener = %ctx.name, mechanism = session.mechanism_name(), error = %e, "SASL authentication failed");
+                    tokio::time::sleep(ctx.failed_auth_delay).await;
+                    break;
+                }
+            };
+            if wr.write_all(&reply).await.is_err() || wr.flush().await.is_err() || !ok {
+                break;
+            }
+            continue;
+        }
         let (api, version, correlation_id, response) = match decode_request(frame.freeze()) {
             Ok(mut req) => {
                 req.client_host = format!("/{}", peer.ip());
+                req.principal = session.principal.clone();
+                req.listener = session.listener.clone();
                 let api = req.api;
                 let version = req.header.request_api_version;
                 let corr = req.header.correlation_id;
+                if let Gate::Close(why) = session.gate(api, started) {
+                    tracing::info!(%peer, listener = %ctx.name, api = api_name(api), reason = why, "closing connection");
+                    b.metrics.connection_error("unauthenticated");
+                    break;
+                }
+                let sasl = match &req.body {
+                    RequestKind::SaslHandshake(r) => {
+                        let (resp, outcome) = session.handshake(version, r);
+                        Some((ResponseKind::SaslHandshake(resp), outcome))
+                    }
+                    RequestKind::SaslAuthenticate(r) => {
+                        let (resp, outcome) = session.authenticate(r, started);
+                        Some((ResponseKind::SaslAuthenticate(resp), outcome))
+                    }
+                    _ => None,
+                };
+                if let Some((resp, outcome)) = sasl {
+                    b.metrics
+                        .request(api_name(api), started.elapsed().as_secs_f64());
+                    match outcome {
+                        AuthOutcome::Continue => {}
+                        AuthOutcome::Succeeded => {
+                            b.metrics.authentication(session.mechanism_name(), true);
+                            tracing::debug!(%peer, principal = %session.principal, "SASL authenticated");
+                        }
+                        AuthOutcome::Failed => {
+                            b.metrics.authentication(session.mechanism_name(), false);
+                            tracing::info!(%peer, listener = %ctx.name, mechanism = session.mechanism_name(), "SASL authentication failed");
+                            // Kafka's connection.failed.authentication.delay.ms: answer late, then close.
+                            tokio::time::sleep(ctx.failed_auth_delay).await;
+                        }
+                    }
+                    if let Ok(bytes) = encode_response(api, version, corr, &resp) {
+                        let _ = wr.write_all(&bytes).await;
+                    }
+                    if outcome == AuthOutcome::Failed || wr.flush().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 if api == ApiKey::Metadata && b.metadata.is_fenced() {
                     // Cut off from the coordinator, this broker's metadata may be stale (its
                     // leadership may have moved). Answering would keep a client that only has this
