@@ -334,7 +334,8 @@ pub struct ScramServerFirst {
     pub username: String,
     client_first: ClientFirst,
     server_first: String,
-    nonce: String,
+    /// The part of the nonce this server generated.
+    server_nonce: String,
     credential: ScramCredential,
 }
 
@@ -372,7 +373,7 @@ pub fn server_first(
         username: cf.username.clone(),
         client_first: cf,
         server_first: server_first.clone(),
-        nonce,
+        server_nonce: server_nonce.to_string(),
         credential,
     };
     Ok((state, server_first))
@@ -388,7 +389,10 @@ impl ScramServerFirst {
                 "channel binding does not match the GS2 header",
             ));
         }
-        if cf.nonce != self.nonce {
+        // Kafka checks only that the nonce ends with the server's part (ScramSaslServer), and
+        // librdkafka before 2.2 sends the client nonce twice: accept what Kafka accepts. The
+        // fresh server part is what defeats replay; the proof covers the nonce as sent.
+        if !cf.nonce.ends_with(&self.server_nonce) {
             return Err(ScramError::Malformed("nonce does not match"));
         }
         let auth_message = format!(
@@ -481,6 +485,10 @@ mod tests {
             sf,
             "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
         );
+        // The nonce must carry the server's part.
+        assert!(state
+            .server_final(b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+            .is_err());
         let fin = state
             .server_final(b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
             .unwrap();
