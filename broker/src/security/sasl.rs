@@ -37,7 +37,7 @@ enum Stage {
     /// Mechanism chosen; waiting for its first token.
     FirstToken(Mechanism),
     /// SCRAM: server-first sent; waiting for client-final.
-    ScramFinal(ScramServerFirst),
+    ScramFinal(Box<ScramServerFirst>),
 }
 
 /// Why a SASL step failed, and so which Kafka error the client gets.
@@ -117,7 +117,7 @@ impl SaslExchange {
                 let (state, first) =
                     scram::server_first(m, token, |u| creds.get(u, m), &scram::new_nonce())
                         .map_err(scram_err)?;
-                self.stage = Stage::ScramFinal(state);
+                self.stage = Stage::ScramFinal(Box::new(state));
                 Ok(Step {
                     token: first.into_bytes(),
                     complete: None,
