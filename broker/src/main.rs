@@ -96,6 +96,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--sasl-enabled-mechanisms: {e}"))?,
     );
     let (ssl_ctx, sasl_ssl_ctx) = tls_contexts(&config, &listeners)?;
+    // Replication fetches do not authenticate yet (issue 14): refuse what would break them.
+    if config.coordinator.is_some()
+        && listeners.inter_broker().protocol != SecurityProtocol::Plaintext
+    {
+        bail!(
+            "inter-broker listener {} is {}: replication over SSL/SASL is not implemented yet; use a PLAINTEXT listener for --inter-broker-listener-name",
+            listeners.inter_broker, listeners.inter_broker().protocol
+        );
+    }
     let inter = listeners.inter_broker().advertised.clone();
     let (host, port) = (inter.host.clone(), inter.port);
     // Cluster mode: the --coordinator value is checked before anything touches the disk.
