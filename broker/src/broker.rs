@@ -25,6 +25,7 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
+    pub security: crate::security::BrokerSecurity,
     ready: AtomicBool,
     producer_ids: Mutex<(i64, i64)>,
 }
@@ -73,6 +74,7 @@ impl Broker {
             replicas,
             metrics,
             groups,
+            security: Default::default(),
             ready: AtomicBool::new(false),
             producer_ids: Mutex::new((0, 0)),
         }
@@ -118,7 +120,7 @@ impl Broker {
                 ResponseKind::ApiVersions(handlers::api_versions::handle(v, r))
             }
             RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(handlers::metadata::handle(self, v, r).await)
+                ResponseKind::Metadata(handlers::metadata::handle(self, v, r, &req.listener).await)
             }
             RequestKind::Produce(r) => {
                 let acks = r.acks;
@@ -153,9 +155,9 @@ impl Broker {
             RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
                 handlers::configs::incremental_alter(self, v, r).await,
             ),
-            RequestKind::DescribeCluster(r) => {
-                ResponseKind::DescribeCluster(handlers::cluster::describe_cluster(self, v, r))
-            }
+            RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+                handlers::cluster::describe_cluster(self, v, r, &req.listener),
+            ),
             RequestKind::AlterPartitionReassignments(r) => {
                 ResponseKind::AlterPartitionReassignments(
                     handlers::reassignments::alter(self, v, r).await,
@@ -170,9 +172,9 @@ impl Broker {
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(handlers::delete_records::handle(self, v, r))
             }
-            RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(handlers::find_coordinator::handle(self, v, r).await)
-            }
+            RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+                handlers::find_coordinator::handle(self, v, r, &req.listener).await,
+            ),
             RequestKind::JoinGroup(r) => {
                 let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
                 ResponseKind::JoinGroup(
@@ -209,6 +211,25 @@ impl Broker {
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(handlers::init_producer_id::handle(self, v, r).await)
             }
+            // The server answers the SASL exchange itself; reaching here means no listener
+            // session, which Kafka answers as a non-SASL listener does.
+            RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+                kafka_protocol::messages::SaslHandshakeResponse::default()
+                    .with_error_code(kafka_protocol::error::ResponseError::IllegalSaslState.code()),
+            ),
+            RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+                kafka_protocol::messages::SaslAuthenticateResponse::default()
+                    .with_error_code(kafka_protocol::error::ResponseError::IllegalSaslState.code()),
+            ),
+            RequestKind::DescribeUserScramCredentials(r) => {
+                ResponseKind::DescribeUserScramCredentials(crate::security::scram_admin::describe(
+                    &self.security.credentials(),
+                    r,
+                ))
+            }
+            RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+                crate::security::scram_admin::alter(&self.security.credentials(), r).await,
+            ),
             _ => {
                 // The codec only decodes APIs from the version table, so this is a bug, not input.
                 tracing::error!(?api, "request decoded for an API without a handler");
@@ -251,6 +272,10 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "other",
     }
 }

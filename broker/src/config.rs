@@ -22,6 +22,68 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_ADVERTISED_ADDR")]
     pub advertised_addr: Option<String>,
 
+    /// Named listeners, Kafka's `listeners`: `NAME://host:port,...`, e.g.
+    /// `PLAINTEXT://127.0.0.1:9092,CLIENT://0.0.0.0:9093`. Unset: one PLAINTEXT listener on
+    /// --listen-addr, advertised as --advertised-addr.
+    #[arg(long, env = "RIVULET_LISTENERS")]
+    pub listeners: Option<String>,
+
+    /// What clients are told per listener (advertised.listeners), `NAME://host:port,...`;
+    /// defaults to --listeners. Metadata answers with the endpoints of the listener asked.
+    #[arg(long, env = "RIVULET_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+
+    /// Security protocol of each listener name (listener.security.protocol.map),
+    /// `NAME:PROTOCOL,...` with PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Default: each of those
+    /// four names maps to itself.
+    #[arg(long, env = "RIVULET_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+
+    /// Listener other brokers replicate through (inter.broker.listener.name). Default: the only
+    /// listener, else PLAINTEXT.
+    #[arg(long, env = "RIVULET_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+
+    /// PEM certificate chain of SSL / SASL_SSL listeners (ssl.keystore.location); re-read when it changes.
+    #[arg(long, env = "RIVULET_SSL_CERT_FILE")]
+    pub ssl_cert_file: Option<PathBuf>,
+
+    /// PEM private key of that certificate (ssl.keystore.location); re-read when it changes.
+    #[arg(long, env = "RIVULET_SSL_KEY_FILE")]
+    pub ssl_key_file: Option<PathBuf>,
+
+    /// PEM CA bundle that client certificates must chain to (ssl.truststore.location).
+    #[arg(long, env = "RIVULET_SSL_CA_FILE")]
+    pub ssl_ca_file: Option<PathBuf>,
+
+    /// Client certificates on SSL listeners (ssl.client.auth): none, requested or required. The
+    /// principal of a verified client is its subject, `User:CN=...,O=...`.
+    #[arg(long, env = "RIVULET_SSL_CLIENT_AUTH", default_value = "none", value_parser = ["none", "requested", "required"])]
+    pub ssl_client_auth: String,
+
+    /// How often the TLS files are checked for changes.
+    #[arg(long, env = "RIVULET_SSL_RELOAD_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub ssl_reload_interval_ms: u64,
+
+    /// SASL mechanisms of SASL listeners (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    /// PLAIN checks passwords against the users' SCRAM credentials.
+    #[arg(
+        long,
+        env = "RIVULET_SASL_ENABLED_MECHANISMS",
+        default_value = "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"
+    )]
+    pub sasl_enabled_mechanisms: String,
+
+    /// Delay before a failed authentication's response, slowing password guessing
+    /// (connection.failed.authentication.delay.ms).
+    #[arg(long, env = "RIVULET_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub connection_failed_authentication_delay_ms: u64,
+
+    /// Longest an authenticated SASL session lasts before the client must re-authenticate
+    /// (connections.max.reauth.ms, KIP-368); 0 means forever.
+    #[arg(long, env = "RIVULET_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    pub connections_max_reauth_ms: i64,
+
     /// Address of the admin HTTP server (/healthz, /readyz, /metrics).
     #[arg(long, env = "RIVULET_ADMIN_ADDR", default_value = "127.0.0.1:8092")]
     pub admin_addr: SocketAddr,
@@ -217,6 +279,37 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The listeners from --listeners & co, or the single PLAINTEXT one of --listen-addr.
+    pub fn listeners(&self) -> anyhow::Result<crate::security::listeners::Listeners> {
+        use crate::security::listeners;
+        match &self.listeners {
+            Some(l) => listeners::resolve(
+                l,
+                self.advertised_listeners.as_deref(),
+                self.listener_security_protocol_map.as_deref(),
+                self.inter_broker_listener_name.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("--listeners: {e}")),
+            None => {
+                let (host, port) = self.advertised()?;
+                let advertised = listeners::ListenerEndpoint {
+                    name: "PLAINTEXT".into(),
+                    host,
+                    port,
+                };
+                Ok(listeners::Listeners {
+                    all: vec![listeners::Listener {
+                        name: "PLAINTEXT".into(),
+                        protocol: listeners::SecurityProtocol::Plaintext,
+                        bind: self.listen_addr,
+                        advertised,
+                    }],
+                    inter_broker: "PLAINTEXT".into(),
+                })
+            }
+        }
+    }
+
     /// The (host, port) advertised to clients.
     pub fn advertised(&self) -> anyhow::Result<(String, i32)> {
         let s = match &self.advertised_addr {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod topic_config;
 

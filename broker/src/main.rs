@@ -18,6 +18,13 @@ use rivulet_broker::metadata::standalone::LocalMetadataStore;
 use rivulet_broker::metadata::{BrokerMeta, MetadataStore};
 use rivulet_broker::metrics::Metrics;
 use rivulet_broker::partition::ReplicaManager;
+use rivulet_broker::security::{
+    self,
+    connection::ListenerCtx,
+    credentials::CredentialStore,
+    listeners::{Listeners, SecurityProtocol},
+    tls,
+};
 use rivulet_broker::{admin_http, background, server};
 
 fn main() {
@@ -83,7 +90,23 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    let (host, port) = config.advertised()?;
+    let listeners = config.listeners()?;
+    let mechanisms = Arc::new(
+        security::parse_mechanisms(&config.sasl_enabled_mechanisms)
+            .map_err(|e| anyhow::anyhow!("--sasl-enabled-mechanisms: {e}"))?,
+    );
+    let (ssl_ctx, sasl_ssl_ctx) = tls_contexts(&config, &listeners)?;
+    // Replication fetches do not authenticate yet (issue 14): refuse what would break them.
+    if config.coordinator.is_some()
+        && listeners.inter_broker().protocol != SecurityProtocol::Plaintext
+    {
+        bail!(
+            "inter-broker listener {} is {}: replication over SSL/SASL is not implemented yet; use a PLAINTEXT listener for --inter-broker-listener-name",
+            listeners.inter_broker, listeners.inter_broker().protocol
+        );
+    }
+    let inter = listeners.inter_broker().advertised.clone();
+    let (host, port) = (inter.host.clone(), inter.port);
     // Cluster mode: the --coordinator value is checked before anything touches the disk.
     let cluster = match &config.coordinator {
         Some(_) => Some(ZkSettings::from_config(&config).map_err(anyhow::Error::msg)?),
@@ -105,6 +128,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         host: host.clone(),
         port,
         rack: config.rack.clone(),
+        endpoints: listeners.endpoints(),
     };
     // Cluster mode: connected and the metadata read, but not registered yet (see below).
     let (store, zk): (Arc<dyn MetadataStore>, Option<Arc<ZkMetadataStore>>) = match cluster {
@@ -132,6 +156,12 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         replicas,
         Metrics::new(),
     ));
+    let credentials = Arc::new(match &zk {
+        Some(zk) => CredentialStore::zookeeper(zk.sessions()),
+        None => CredentialStore::open_local(&config.data_dir)
+            .context("opening standalone SCRAM credentials")?,
+    });
+    broker.security.set_credentials(credentials.clone());
     let started = std::time::Instant::now();
     broker.sync_partitions().context("opening partition logs")?;
     tracing::info!(
@@ -145,9 +175,28 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .context("loading consumer groups from __consumer_offsets")?;
 
-    let kafka = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen-addr)", config.listen_addr))?;
+    let mut bound = Vec::new();
+    for l in &listeners.all {
+        let sock = tokio::net::TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (listener {})", l.bind, l.name))?;
+        let ctx = ListenerCtx {
+            name: Arc::from(l.name.as_str()),
+            protocol: l.protocol,
+            tls: match l.protocol {
+                SecurityProtocol::Ssl => ssl_ctx.clone(),
+                SecurityProtocol::SaslSsl => sasl_ssl_ctx.clone(),
+                _ => None,
+            },
+            mechanisms: mechanisms.clone(),
+            credentials: credentials.clone(),
+            failed_auth_delay: Duration::from_millis(
+                config.connection_failed_authentication_delay_ms,
+            ),
+            max_reauth_ms: config.connections_max_reauth_ms,
+        };
+        bound.push((sock, ctx));
+    }
     let admin = tokio::net::TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on {} (--admin-addr)", config.admin_addr))?;
@@ -166,14 +215,40 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     background::spawn(broker.clone(), stop_rx.clone());
     rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
-    let server_task = tokio::spawn(server::run(kafka, broker.clone(), stop_rx.clone()));
+    for tls in ssl_ctx.iter().chain(sasl_ssl_ctx.iter()) {
+        tls.spawn_reloader(
+            Duration::from_millis(config.ssl_reload_interval_ms),
+            stop_rx.clone(),
+        );
+    }
+    let server_tasks: Vec<_> = bound
+        .into_iter()
+        .map(|(sock, ctx)| {
+            tokio::spawn(server::run_listener(
+                sock,
+                ctx,
+                broker.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
     if let Some(zk) = &zk {
         spawn_cluster_tasks(&broker, zk, stop_rx.clone());
+        let creds = credentials.clone();
+        zk.spawn_per_session(stop_rx.clone(), move |client, stop| {
+            security::credentials::watch_changes(creds.clone(), client, stop)
+        });
     }
     broker.set_ready(true);
     tracing::info!(
         broker_id = config.broker_id,
-        listen = %config.listen_addr,
+        listeners = %listeners
+            .all
+            .iter()
+            .map(|l| format!("{}={}({})", l.name, l.bind, l.protocol))
+            .collect::<Vec<_>>()
+            .join(","),
+        inter_broker = %listeners.inter_broker,
         advertised = %format!("{host}:{port}"),
         admin = %config.admin_addr,
         data_dir = %config.data_dir.display(),
@@ -200,7 +275,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.set_ready(false);
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
-    let _ = tokio::time::timeout(grace, server_task).await;
+    for t in server_tasks {
+        let _ = tokio::time::timeout(grace, t).await;
+    }
     let _ = tokio::time::timeout(grace, admin_task).await;
     // Connections were told to stop; give in-flight requests a moment to finish writing.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -210,6 +287,39 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// TLS contexts of the SSL listeners (with --ssl-client-auth) and of the SASL_SSL listeners
+/// (where, as in Kafka, SASL authenticates the client and no certificate is asked for).
+type TlsContexts = (Option<Arc<tls::TlsContext>>, Option<Arc<tls::TlsContext>>);
+
+fn tls_contexts(config: &BrokerConfig, listeners: &Listeners) -> anyhow::Result<TlsContexts> {
+    let has = |p| listeners.all.iter().any(|l| l.protocol == p);
+    let ssl = match has(SecurityProtocol::Ssl) {
+        true => Some(tls_context(config, &config.ssl_client_auth)?),
+        false => None,
+    };
+    let sasl_ssl = match has(SecurityProtocol::SaslSsl) {
+        true => Some(tls_context(config, "none")?),
+        false => None,
+    };
+    Ok((ssl, sasl_ssl))
+}
+
+fn tls_context(config: &BrokerConfig, client_auth: &str) -> anyhow::Result<Arc<tls::TlsContext>> {
+    let (Some(cert), Some(key)) = (&config.ssl_cert_file, &config.ssl_key_file) else {
+        bail!("an SSL or SASL_SSL listener needs --ssl-cert-file and --ssl-key-file");
+    };
+    let client_auth = tls::ClientAuth::parse(client_auth)
+        .ok_or_else(|| anyhow::anyhow!("--ssl-client-auth {client_auth:?}"))?;
+    let ctx = tls::TlsContext::new(tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        ca: config.ssl_ca_file.clone(),
+        client_auth,
+    })
+    .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    Ok(Arc::new(ctx))
 }
 
 /// Cluster mode: hosted partitions follow every metadata change, and the controller runs on

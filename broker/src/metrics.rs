@@ -137,6 +137,8 @@ pub struct Metrics {
     bytes_out: Family<TopicLabel, Counter>,
     messages_in: Family<TopicLabel, Counter>,
     connection_errors: Family<KindLabel, Counter>,
+    auth_failed: Family<KindLabel, Counter>,
+    auth_succeeded: Family<KindLabel, Counter>,
     corrupt_batches: Counter,
     connections: Gauge,
     partitions: Gauge,
@@ -168,6 +170,8 @@ impl Metrics {
         let bytes_out = Family::<TopicLabel, Counter>::default();
         let messages_in = Family::<TopicLabel, Counter>::default();
         let connection_errors = Family::<KindLabel, Counter>::default();
+        let auth_failed = Family::<KindLabel, Counter>::default();
+        let auth_succeeded = Family::<KindLabel, Counter>::default();
         let corrupt_batches = Counter::default();
         let connections = Gauge::default();
         let partitions = Gauge::default();
@@ -269,6 +273,16 @@ impl Metrics {
             connection_errors.clone(),
         );
         registry.register(
+            "failed_authentication",
+            "Failed SASL or TLS client authentications, by mechanism (Kafka's failed-authentication-total)",
+            auth_failed.clone(),
+        );
+        registry.register(
+            "successful_authentication",
+            "Successful SASL authentications, by mechanism (Kafka's successful-authentication-total)",
+            auth_succeeded.clone(),
+        );
+        registry.register(
             "corrupt_batches",
             "Produce batches rejected as corrupt",
             corrupt_batches.clone(),
@@ -311,6 +325,8 @@ impl Metrics {
             bytes_out,
             messages_in,
             connection_errors,
+            auth_failed,
+            auth_succeeded,
             corrupt_batches,
             connections,
             partitions,
@@ -407,6 +423,17 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    pub fn authentication(&self, mechanism: &str, ok: bool) {
+        let label = KindLabel {
+            kind: mechanism.to_string(),
+        };
+        if ok {
+            self.auth_succeeded.get_or_create(&label).inc();
+        } else {
+            self.auth_failed.get_or_create(&label).inc();
+        }
     }
 
     pub fn corrupt_batch(&self) {

@@ -28,6 +28,7 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
         host: "127.0.0.1".into(),
         port: 9092,
         rack: None,
+        endpoints: vec![],
     };
     Broker::open_standalone(cfg, me).unwrap()
 }

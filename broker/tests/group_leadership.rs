@@ -47,6 +47,7 @@ async fn broker(dir: &std::path::Path) -> Arc<Broker> {
         host: "127.0.0.1".into(),
         port: 9092,
         rack: None,
+        endpoints: vec![],
     };
     let b = Broker::open_standalone(cfg, me).unwrap();
     b.metadata

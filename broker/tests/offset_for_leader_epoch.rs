@@ -305,6 +305,7 @@ mod in_process {
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
+            endpoints: vec![],
         };
         let b = Broker::open_standalone(cfg, me).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -28,6 +28,7 @@ fn me(id: i32) -> BrokerMeta {
         host: "127.0.0.1".into(),
         port: 19000 + id,
         rack: Some(format!("zone-{id}")),
+        endpoints: vec![],
     }
 }
 

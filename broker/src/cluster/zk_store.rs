@@ -223,7 +223,11 @@ impl Inner {
             host: self.me.host.clone(),
             port: self.me.port,
             rack: self.me.rack.clone(),
-            endpoints: vec![format!("PLAINTEXT://{}:{}", self.me.host, self.me.port)],
+            endpoints: if self.me.endpoints.is_empty() {
+                vec![format!("PLAINTEXT://{}:{}", self.me.host, self.me.port)]
+            } else {
+                self.me.endpoints.iter().map(|e| e.url()).collect()
+            },
             timestamp: crate::now_ms().to_string(),
         }
     }

@@ -18,6 +18,7 @@ pub fn describe_cluster(
     b: &Broker,
     version: i16,
     req: DescribeClusterRequest,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let view = b.metadata.view();
     let ops = if req.include_cluster_authorized_operations {
@@ -42,12 +43,16 @@ pub fn describe_cluster(
     resp.with_brokers(
         view.brokers
             .iter()
-            .map(|br| {
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(br.id))
-                    .with_host(s(br.host.clone()))
-                    .with_port(br.port)
-                    .with_rack(br.rack.clone().map(s))
+            .filter_map(|br| {
+                // Endpoints of the listener the request came in on, as Metadata.
+                let (host, port) = br.endpoint_for(listener)?;
+                Some(
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(br.id))
+                        .with_host(s(host.to_string()))
+                        .with_port(port)
+                        .with_rack(br.rack.clone().map(s)),
+                )
             })
             .collect(),
     )

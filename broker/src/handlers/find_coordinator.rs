@@ -22,6 +22,7 @@ fn lookup(
     key: StrBytes,
     key_type: i8,
     ready: Result<(), ResponseError>,
+    listener: &str,
 ) -> Coordinator {
     let c = Coordinator::default().with_key(key);
     if let Err(e) = ready {
@@ -39,11 +40,17 @@ fn lookup(
         .topic(OFFSETS_TOPIC)
         .and_then(|t| t.partitions.iter().find(|p| p.index == partition))
         .map_or(-1, |p| p.leader);
-    match view.brokers.iter().find(|br| br.id == leader) {
-        Some(br) => c
-            .with_node_id(BrokerId(br.id))
-            .with_host(s(br.host.clone()))
-            .with_port(br.port),
+    // The coordinator's endpoint on the listener the request came in on, as Metadata.
+    let endpoint = view
+        .brokers
+        .iter()
+        .find(|br| br.id == leader)
+        .and_then(|br| br.endpoint_for(listener));
+    match endpoint {
+        Some((host, port)) => c
+            .with_node_id(BrokerId(leader))
+            .with_host(s(host.to_string()))
+            .with_port(port),
         None => c
             .with_node_id(BrokerId(-1))
             .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
@@ -54,6 +61,7 @@ pub async fn handle(
     b: &Broker,
     version: i16,
     req: FindCoordinatorRequest,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     // The group coordinator is the leader of the group's __consumer_offsets partition, so the
     // topic must exist before anyone is told where to go.
@@ -66,11 +74,11 @@ pub async fn handle(
         let coordinators = req
             .coordinator_keys
             .into_iter()
-            .map(|k| lookup(b, k, req.key_type, ready))
+            .map(|k| lookup(b, k, req.key_type, ready, listener))
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let c = lookup(b, req.key, req.key_type, ready);
+    let c = lookup(b, req.key, req.key_type, ready, listener);
     let mut r = FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
         .with_node_id(c.node_id)

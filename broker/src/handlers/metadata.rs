@@ -74,7 +74,12 @@ fn error_entry(name: Option<&str>, id: Uuid, err: ResponseError) -> MetadataResp
         .with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
 }
 
-pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    req: MetadataRequest,
+    listener: &str,
+) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let wanted: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
         None => None,
@@ -189,12 +194,17 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         .with_brokers(
             view.brokers
                 .iter()
-                .map(|br| {
-                    MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(br.id))
-                        .with_host(s(br.host.clone()))
-                        .with_port(br.port)
-                        .with_rack(br.rack.clone().map(s))
+                .filter_map(|br| {
+                    // Kafka's rule: each broker's endpoint of the listener the request came in
+                    // on; a broker without that listener is left out.
+                    let (host, port) = br.endpoint_for(listener)?;
+                    Some(
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(br.id))
+                            .with_host(s(host.to_string()))
+                            .with_port(port)
+                            .with_rack(br.rack.clone().map(s)),
+                    )
                 })
                 .collect(),
         )

@@ -219,6 +219,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
+            endpoints: vec![],
         };
         let part = |index, replicas: Vec<i32>| PartitionMeta {
             index,
@@ -311,6 +312,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
+            endpoints: vec![],
         };
         let b = Broker::open_standalone(cfg, me).unwrap();
         let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![

@@ -9,9 +9,26 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerMeta {
     pub id: i32,
+    /// The inter-broker listener's endpoint (what replication connects to).
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Every advertised listener; empty means the single PLAINTEXT one at host:port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<crate::security::listeners::ListenerEndpoint>,
+}
+
+impl BrokerMeta {
+    /// host:port of the named listener on this broker, if it has one.
+    pub fn endpoint_for(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.endpoints.is_empty() {
+            return (listener == "PLAINTEXT").then_some((self.host.as_str(), self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.name == listener)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

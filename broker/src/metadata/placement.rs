@@ -78,6 +78,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             rack: Some(rack.into()),
+            endpoints: vec![],
         }
     }
 

@@ -4,7 +4,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use std::sync::Arc;
+
 use super::versions;
+use crate::security::principal::KafkaPrincipal;
 
 /// Why a frame could not become a request. Each variant closes the connection, as Kafka does.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,10 @@ pub struct Request {
     pub body: RequestKind,
     /// The client's address as Kafka reports it in DescribeGroups ("/127.0.0.1").
     pub client_host: String,
+    /// Who sent it (`User:ANONYMOUS` until a listener authenticates the connection).
+    pub principal: Arc<KafkaPrincipal>,
+    /// The listener it came in on (Metadata answers with that listener's endpoints).
+    pub listener: Arc<str>,
 }
 
 /// Decodes a frame's payload (without the length prefix) into a request.
@@ -75,6 +82,8 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
         api,
         body,
         client_host: String::new(),
+        principal: Arc::new(KafkaPrincipal::anonymous()),
+        listener: Arc::from("PLAINTEXT"),
     })
 }
 

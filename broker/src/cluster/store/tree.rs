@@ -133,6 +133,11 @@ pub fn broker_meta(id: i32, z: BrokerZnode) -> BrokerMeta {
         host: z.host,
         port: z.port,
         rack: z.rack,
+        endpoints: z
+            .endpoints
+            .iter()
+            .filter_map(|e| crate::security::listeners::ListenerEndpoint::parse(e).ok())
+            .collect(),
     }
 }
 
