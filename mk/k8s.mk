@@ -1,8 +1,11 @@
 # The local Kubernetes bed (issue 11, docs/e2e.md): a control plane built from Go modules
 # (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm; cached under
 # ~/.cache/rivulet-k8s/<version>/) and a node agent running pods as processes in three zones.
-# Not wired into `make test` yet: e2e-local joins TEST_TARGETS when the end-to-end suite exists.
+# `make test` runs e2e-local (the node agent's bed tests, the operator scenario and the storage
+# autoscaling scenarios on one bed; e2e/local/run-e2e.sh).
 .PHONY: k8s-build k8s-up k8s-down e2e-local
+
+TEST_TARGETS += e2e-local
 
 K8S_LOCAL := e2e/local
 
@@ -18,12 +21,13 @@ k8s-up: venv k8s-build
 k8s-down:
 	$(K8S_LOCAL)/down.sh
 
-# The end-to-end suite when it exists; until then a smoke check of the bed (up, readyz, three Ready
-# nodes, RBAC, helm, down).
+# The end-to-end suites on one bed (up, suites, down; E2E_KEEP=1 leaves it up).
 e2e-local: venv k8s-build
 	$(CARGO) build --release -p rivulet-broker -p rivulet-coordinator -p rivulet-operator --bins
-	if [ -x $(K8S_LOCAL)/run-e2e.sh ]; then \
-		RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) $(K8S_LOCAL)/run-e2e.sh; \
-	else \
-		RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) $(K8S_LOCAL)/smoke.sh; \
-	fi
+	RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) $(K8S_LOCAL)/run-e2e.sh
+
+# A quick check of the bed alone (up, readyz, three Ready zone nodes, RBAC, helm, down).
+.PHONY: k8s-smoke
+k8s-smoke: venv k8s-build
+	$(CARGO) build --release -p rivulet-broker -p rivulet-coordinator -p rivulet-operator --bins
+	RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) $(K8S_LOCAL)/smoke.sh

@@ -13,6 +13,7 @@ use rivulet_broker::cluster::store::addr;
 use rivulet_broker::cluster::zk_layout::{self as layout, PartitionStateZnode};
 use rivulet_broker::cluster::zk_store::{ZkMetadataStore, ZkSettings};
 use rivulet_broker::metadata::{BrokerMeta, ClusterView, MetadataError, MetadataStore, NewTopic};
+use rivulet_broker::security::listeners::ListenerEndpoint;
 use zookeeper_client as zk;
 
 mod support;
@@ -28,7 +29,13 @@ fn me(id: i32) -> BrokerMeta {
         host: "127.0.0.1".into(),
         port: 19000 + id,
         rack: Some(format!("zone-{id}")),
-        endpoints: vec![],
+        // What a broker with only --listen-addr registers (and reads back): its one PLAINTEXT
+        // listener, as Kafka's `endpoints` field lists it.
+        endpoints: vec![ListenerEndpoint {
+            name: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 19000 + id,
+        }],
     }
 }
 

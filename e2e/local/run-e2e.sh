@@ -4,7 +4,7 @@
 # cluster's DNS view (.k8s/exec) and brings it down again, also on failure, unless E2E_KEEP=1.
 #
 # Environment: RIVULET_BIN_DIR (our binaries, default target/release), RIVULET_VENV (default .venv),
-# E2E_KEEP=1 (leave the bed up), E2E_SUITES (default "node-agent/bed_tests suite").
+# E2E_KEEP=1 (leave the bed up), E2E_SUITES (default "node-agent/bed_tests suite scenarios").
 set -euo pipefail
 # shellcheck source=e2e/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,8 +27,8 @@ trap finish EXIT
 # shellcheck source=/dev/null
 source "$STATE/env"
 cd "$REPO"
-for suite in ${E2E_SUITES:-node-agent/bed_tests suite}; do
+for suite in ${E2E_SUITES:-node-agent/bed_tests suite scenarios}; do
     log "suite: e2e/local/$suite"
-    "$STATE/exec" env PATH="$PATH" KUBECONFIG="$KUBECONFIG" "$PY" -m pytest "$LOCAL_DIR/$suite" -q -x
+    "$STATE/exec" env PATH="$PATH" KUBECONFIG="$KUBECONFIG" "$PY" -m pytest "$LOCAL_DIR/$suite" -q -x "$@"
 done
 log "e2e-local: passed"
