@@ -22,8 +22,9 @@ k8s-down:
 	$(K8S_LOCAL)/down.sh
 
 # The end-to-end suites on one bed (up, suites, down; E2E_KEEP=1 leaves it up).
+# The binaries are built as test-rust builds them (same features), so after it this is a no-op.
 e2e-local: venv k8s-build
-	$(CARGO) build --release -p rivulet-broker -p rivulet-coordinator -p rivulet-operator --bins
+	$(CARGO) test --release --workspace --all-targets --no-run
 	RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) $(K8S_LOCAL)/run-e2e.sh
 
 # A quick check of the bed alone (up, readyz, three Ready zone nodes, RBAC, helm, down).

@@ -15,8 +15,7 @@ test-operator:
 
 # Prints RSS and reconcile latency figures against the in-memory API.
 bench-operator:
-	$(CARGO) build --release -p rivulet-operator --bin bench-operator
-	$(BIN)/bench-operator
+	$(CARGO) run --release -p rivulet-operator --example bench-operator
 
 # Regenerates crds/, the chart's crds/ and docs/crd-reference.md from the Rust types.
 crds:

@@ -7,7 +7,6 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 pub mod crdgen;
-pub mod fakeapi;
 pub mod http;
 pub mod leader;
 pub mod metrics;

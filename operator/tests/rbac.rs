@@ -7,15 +7,17 @@
 
 mod fixtures;
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rivulet_operator::context::Ctx;
 use rivulet_operator::crd::{KafkaCluster, KafkaTopic};
-use rivulet_operator::fakeapi::FakeApi;
 use rivulet_operator::metrics::Metrics;
 use rivulet_operator::{cluster_controller, topic_controller};
 use serde_json::{json, Value};
+use support::fakeapi::FakeApi;
 
 const KC: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkaclusters";
 const KT: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkatopics";

@@ -1,13 +1,15 @@
 //! Leader election on a Lease and the /healthz, /readyz, /metrics server.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivulet_operator::fakeapi::FakeApi;
 use rivulet_operator::http::{serve, HttpState};
 use rivulet_operator::leader::LeaderElector;
 use rivulet_operator::metrics::Metrics;
+use support::fakeapi::FakeApi;
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
 

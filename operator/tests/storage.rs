@@ -15,9 +15,9 @@ use std::time::Duration;
 use rivulet_operator::cluster_controller::reconcile;
 use rivulet_operator::context::Ctx;
 use rivulet_operator::crd::KafkaCluster;
-use rivulet_operator::fakeapi::FakeApi;
 use rivulet_operator::metrics::Metrics;
 use serde_json::{json, Value};
+use support::fakeapi::FakeApi;
 
 const KC: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkaclusters";
 const STS: &str = "/apis/apps/v1/namespaces/kafka/statefulsets";

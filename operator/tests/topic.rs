@@ -9,10 +9,10 @@ use std::time::Duration;
 use rivulet_admin_client::AdminClient;
 use rivulet_operator::context::Ctx;
 use rivulet_operator::crd::KafkaTopic;
-use rivulet_operator::fakeapi::FakeApi;
 use rivulet_operator::metrics::Metrics;
 use rivulet_operator::topic_controller::{reconcile, FINALIZER};
 use serde_json::{json, Value};
+use support::fakeapi::FakeApi;
 
 const KC: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkaclusters";
 const KT: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkatopics";

@@ -93,3 +93,6 @@ pub fn start_broker(data: &std::path::Path) -> Option<(Proc, SocketAddr)> {
     );
     Some((p, addr))
 }
+
+/// The in-memory API server for fast reconcile tests (test code: not part of the library).
+pub mod fakeapi;

@@ -4,6 +4,10 @@
 //! autoscaler watches 30 brokers (each measured with DescribeLogDirs against the real broker).
 //! Figures only; nothing is asserted.
 
+#[path = "../tests/support/fakeapi.rs"]
+#[allow(dead_code)] // shared with the tests; the bench uses part of it
+mod fakeapi;
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -12,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use fakeapi::FakeApi;
 use rivulet_operator::context::Ctx;
 use rivulet_operator::crd::*;
-use rivulet_operator::fakeapi::FakeApi;
 use rivulet_operator::metrics::Metrics;
 use rivulet_operator::{cluster_controller, topic_controller};
 use serde_json::{json, Value};
@@ -338,4 +342,23 @@ async fn autoscaler_30_brokers(broker: &str) -> anyhow::Result<()> {
         100.0 * cpu / wall
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    use super::Args;
+
+    /// The CLI contract of every binary (`--help`, unknown flags refused), for this example.
+    #[test]
+    fn help_and_unknown_flags() {
+        Args::command().debug_assert();
+        assert!(Args::try_parse_from(["bench-operator"]).is_ok());
+        let help = Args::try_parse_from(["bench-operator", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let bad = Args::try_parse_from(["bench-operator", "--no-such-flag"]).unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::UnknownArgument);
+    }
 }

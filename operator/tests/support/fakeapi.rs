@@ -340,7 +340,7 @@ impl FakeApi {
                 let size = |v: &Value| {
                     v["spec"]["resources"]["requests"]["storage"]
                         .as_str()
-                        .and_then(crate::quantity::parse_bytes)
+                        .and_then(rivulet_operator::quantity::parse_bytes)
                 };
                 match (size(cur), size(next)) {
                     (Some(a), Some(b)) if b < a => {
