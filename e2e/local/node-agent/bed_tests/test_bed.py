@@ -145,10 +145,11 @@ def test_statefulset_spreads_over_zones_with_tmpfs_volumes():
     out = subprocess.run([os.path.join(STATE, "exec"), "getent", "hosts", f"web-1.web.{NS}.svc.cluster.local"],
                          capture_output=True, text=True, timeout=30).stdout
     assert pods[1]["status"]["podIP"] in out
-    out = wait_for("the Service name", lambda: subprocess.run(
-        [os.path.join(STATE, "exec"), "getent", "ahosts", f"web.{NS}.svc"], capture_output=True, text=True,
-        timeout=30).stdout or None, timeout=30)
-    assert {p["status"]["podIP"] for p in pods} <= set(out.split())
+    # The agent rewrites the hosts file on its own loop: wait until every ready pod is listed.
+    ips = {p["status"]["podIP"] for p in pods}
+    wait_for("the Service name resolving to every pod", lambda: (lambda out: out if ips <= set(out.split()) else None)(
+        subprocess.run([os.path.join(STATE, "exec"), "getent", "ahosts", f"web.{NS}.svc"], capture_output=True,
+                       text=True, timeout=30).stdout), timeout=60)
 
 
 def test_pvc_growth_is_live_and_fixed_class_is_refused():
