@@ -1,5 +1,5 @@
 """Storage autoscaling on the local Kubernetes bed (issue 12), written against the bed interface
-(/work/helpers/k8s-bed-interface.md): `make k8s-up` has run, `.k8s/env` is sourced (KUBECONFIG,
+(docs/e2e.md): `make k8s-up` has run, `.k8s/env` is sourced (KUBECONFIG,
 kubectl and helm on PATH), the chart is installed, and this file runs under `.k8s/exec` so the
 cluster's Service and pod names resolve:
 
