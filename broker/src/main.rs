@@ -27,7 +27,26 @@ use rivulet_broker::security::{
 };
 use rivulet_broker::{admin_http, background, server};
 
+/// Fetch reads and responses are buffers of up to a few MiB per partition, allocated and freed on
+/// every Fetch. With glibc's defaults such blocks come from fresh mappings or are handed back to
+/// the kernel on free (mmap/munmap, madvise), so every Fetch page-faulted and zeroed its buffers
+/// anew: a profile of a 6-partition consume showed a third of the broker's time in page faults
+/// and page clearing. Blocks up to 32 MiB now come from the malloc arenas and up to 64 MiB of
+/// free memory stays there for the next Fetch.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    // SAFETY: mallopt only sets glibc allocator parameters; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
+
 fn main() {
+    tune_malloc();
     let config = BrokerConfig::parse();
     if let Err(e) = init_tracing(&config) {
         eprintln!("rivulet-broker: {e:#}");

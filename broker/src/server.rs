@@ -482,16 +482,20 @@ async fn respond<W: AsyncWrite + Unpin>(
     let Some(resp) = a.response else {
         return true;
     };
-    let bytes = match encode_response(a.api, a.version, a.correlation_id, &resp) {
-        Ok(bytes) => bytes,
+    let chunks = match encode_response(a.api, a.version, a.correlation_id, &resp) {
+        Ok(chunks) => chunks,
         Err(e) => {
             tracing::error!(%peer, api = ?a.api, version = a.version, error = %e, "encoding response failed");
             return false;
         }
     };
-    if let Err(e) = wr.write_all(&bytes).await {
-        tracing::debug!(%peer, error = %e, "connection write error");
-        return false;
+    // Small chunks gather in the connection's buffer; record data at least as large as the buffer
+    // goes to the socket straight from where the log read put it.
+    for c in &chunks {
+        if let Err(e) = wr.write_all(c).await {
+            tracing::debug!(%peer, error = %e, "connection write error");
+            return false;
+        }
     }
     true
 }

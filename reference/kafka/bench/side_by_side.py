@@ -8,11 +8,19 @@ Standalone: one rivulet-broker (no coordinator) and one Kafka KRaft node, both r
 whole standalone part, runs interleaved case by case (Rivulet, then Kafka, then the next case).
 Cluster: three rivulet-brokers + rivulet-coordinator, and three Kafka nodes, RF=3, acks=all,
 min.insync.replicas=2, one system at a time (six JVMs and brokers do not fit two cores together).
-Durability on both: no fsync by count or time (both defaults; docs/kafka-reference.md).
+Durability on both: no fsync by count or time (both defaults; docs/kafka-reference.md); the run
+prints each side's flush settings as started. Before anything is measured each system gets a
+warm-up that is discarded (a produce and consume of --warmup-mib, and a fixed-rate latency run of
+--warmup-secs): a fresh JVM runs interpreted and C1-compiled code for its first seconds, which is
+what made the first fixed-rate run on a fresh Kafka node come out in seconds. Every latency cell
+is also run twice on its own topic and only the second run counts (the first pays the new
+topic's and the new client's start-up).
 CPU-seconds are the broker processes' (utime+stime from /proc) over the bytes moved; RSS is VmHWM.
 
 Usage (the venv of `make deps`, for confluent-kafka and matplotlib):
   .venv/bin/python reference/kafka/bench/side_by_side.py --bin-dir target/release [--quick]
+      [--cells throughput,java,latency,e2e-tool,cluster]
+Plots are written only from a run of every cell (or with --plots-anyway).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ class KafkaSingle:
         self.port, cport = free_port(), free_port()
         (spec, props), = kafka_ref.plan(workdir / "kafka-single", 1, ports=[self.port], controller_ports=[cport])
         self.log = workdir / "kafka-single.log"
+        self.props = props
         spec.prepare(props, kafka_ref.new_cluster_id(), self.log)
         self.proc = subprocess.Popen(spec.argv(), stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -172,8 +181,13 @@ def java_perf_case(system: str, bootstrap: str, pids: list[int], size: int, part
 def latency_case(system: str, bootstrap: str, lg: str, acks: str, rate: int, secs: int, rf: int, tag: str) -> dict:
     topic = f"lat-{tag}-{acks.replace('-', 'm')}"
     create_topic(bootstrap, topic, 1, rf)
-    lat = loadgen(lg, bootstrap, "latency", "--topic", topic, "--rate", str(rate), "--duration-secs", str(secs),
-                  "--size", "100", "--acks", acks)
+    args = ["latency", "--topic", topic, "--rate", str(rate), "--size", "100", "--acks", acks]
+    # The first run on a new topic (new producer and consumer, first fetches of the partition) is
+    # a warm-up and discarded; the second is the figure.
+    first = loadgen(lg, bootstrap, *args, "--duration-secs", str(max(2, secs // 2)))
+    print(f"  {system:8} e2e RF{rf} acks={acks:>2} at {rate} msg/s: warm-up run (discarded) p50 "
+          f"{first['p50_us'] / 1000:.2f} p99 {first['p99_us'] / 1000:.2f} ms", flush=True)
+    lat = loadgen(lg, bootstrap, *args, "--duration-secs", str(secs))
     row = {"system": system, "client": "loadgen", "rf": rf, "acks": acks, "rate": rate,
            "p50_ms": lat["p50_us"] / 1000, "p99_ms": lat["p99_us"] / 1000, "p999_ms": lat["p999_us"] / 1000,
            "max_ms": lat["max_us"] / 1000, "samples": lat["samples"]}
@@ -197,6 +211,44 @@ def e2e_tool_case(system: str, bootstrap: str, acks: str, count: int, rf: int, t
     print(f"  {system:8} EndToEndLatency RF{rf} acks={acks}: p50 {row['p50_ms']} p99 {row['p99_ms']} p99.9 {row['p999_ms']} ms "
           "(one message at a time)", flush=True)
     return row
+
+
+def warm_up(system: str, bootstrap: str, lg: str, rf: int, mib: int, secs: int, tag: str) -> None:
+    """Discarded traffic before the first measured case: a produce and consume of `mib` MiB of
+    1 KiB messages over 6 partitions and a fixed-rate latency run of `secs` seconds, so neither
+    side is measured cold (JIT compilation, first segment files, first connections)."""
+    if mib <= 0 and secs <= 0:
+        return
+    t0 = time.monotonic()
+    if mib > 0:
+        topic = f"warmup-{tag}-thr"
+        create_topic(bootstrap, topic, 6, rf)
+        loadgen(lg, bootstrap, "produce", "--topic", topic, "--messages", str(mib * 1024), "--size", "1024",
+                "--partitions", "6", "--acks", "-1")
+        loadgen(lg, bootstrap, "consume", "--topic", topic)
+    if secs > 0:
+        topic = f"warmup-{tag}-lat"
+        create_topic(bootstrap, topic, 1, rf)
+        loadgen(lg, bootstrap, "latency", "--topic", topic, "--rate", "5000", "--duration-secs", str(secs),
+                "--size", "100", "--acks", "-1")
+    print(f"  {system:8} warm-up RF{rf}: {mib} MiB produced and consumed, {secs} s at 5000 msg/s "
+          f"(discarded; {time.monotonic() - t0:.0f} s)", flush=True)
+
+
+def durability(rivulet_argv: list[str], kafka_props: dict[str, str]) -> dict[str, str]:
+    """Each side's flush (fsync) policy as it was started: Rivulet's flags (absent = the
+    defaults, never by count or time) and Kafka's server.properties (absent = never)."""
+
+    def flag(name: str) -> str:
+        return rivulet_argv[rivulet_argv.index(name) + 1] if name in rivulet_argv else "default (i64::MAX: never)"
+
+    return {
+        "rivulet": f"--log-flush-interval-messages {flag('--log-flush-interval-messages')}, "
+                   f"--log-flush-interval-ms {flag('--log-flush-interval-ms')}; sealed segments fsynced on roll",
+        "kafka": f"log.flush.interval.messages={kafka_props.get('log.flush.interval.messages', 'unset (never)')}, "
+                 f"log.flush.interval.ms={kafka_props.get('log.flush.interval.ms', 'unset (never)')}; "
+                 "the old segment flushed on roll",
+    }
 
 
 def plots(res: dict, outdir: Path) -> list[Path]:
@@ -243,13 +295,25 @@ def plots(res: dict, outdir: Path) -> list[Path]:
     return made
 
 
+CELLS = ("throughput", "java", "latency", "e2e-tool", "cluster")
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    return dict(ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln and not ln.startswith("#"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
     ap.add_argument("--mib-per-run", type=int, default=int(os.environ.get("BENCH_MIB_PER_RUN", "200")))
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--latency-secs", type=int, default=10)
+    ap.add_argument("--warmup-mib", type=int, default=50, help="discarded produce+consume per system first")
+    ap.add_argument("--warmup-secs", type=int, default=5, help="discarded fixed-rate latency run per system first")
     ap.add_argument("--quick", action="store_true", help="fewer cases (1 KiB only, no Java tools)")
+    ap.add_argument("--cells", default=",".join(CELLS),
+                    help=f"comma-separated subset of {','.join(CELLS)} (default: all; plots need all)")
+    ap.add_argument("--plots-anyway", action="store_true", help="write plots from a partial run too")
     ap.add_argument("--json-out")
     ap.add_argument("--plots-dir", default=str(REPO / "docs"))
     ap.add_argument("--replot", help="only redraw the plots from a --json-out file")
@@ -258,34 +322,49 @@ def main() -> int:
         for p in plots(json.loads(Path(a.replot).read_text()), Path(a.plots_dir)):
             print(f"plot: {p}")
         return 0
+    cells = {c.strip() for c in a.cells.split(",") if c.strip()}
+    if unknown := cells - set(CELLS):
+        ap.error(f"unknown cells {sorted(unknown)}; choose from {','.join(CELLS)}")
+    if a.quick:
+        cells -= {"java", "e2e-tool"}
     bindir = Path(a.bin_dir)
     lg = str(bindir / "rivulet-loadgen")
     work = Path(tempfile.mkdtemp(prefix="bench-side-"))
     res = {"machine": machine(), "loadavg_start": loadavg(), "throughput": [], "latency": [], "e2e_tool": [], "rss": {},
-           "kafka_version": kafka_ref.version()}
-    print(f"machine: {res['machine']}, load average {res['loadavg_start']}; Apache Kafka {res['kafka_version']}", flush=True)
+           "kafka_version": kafka_ref.version(), "cells": sorted(cells), "warmup": {"mib": a.warmup_mib,
+                                                                                 "secs": a.warmup_secs}}
+    print(f"machine: {res['machine']}, load average {res['loadavg_start']}; Apache Kafka {res['kafka_version']}; "
+          f"cells: {','.join(sorted(cells))}", flush=True)
     sizes = (1024,) if a.quick else (100, 1024)
 
-    print("standalone (RF=1): rivulet-broker vs one Kafka KRaft node (1 GiB heap), interleaved", flush=True)
+    print("standalone (RF=1): rivulet-broker vs one Kafka KRaft node (1 GiB heap), interleaved case by case "
+          "(Rivulet then Kafka)", flush=True)
     r = Broker(str(bindir / "rivulet-broker"), work)
     k = KafkaSingle(work)
     try:
+        res["durability"] = durability(list(map(str, r.proc.args)), k.props)
+        for side, policy in res["durability"].items():
+            print(f"  fsync policy {side:8}: {policy}", flush=True)
         time.sleep(2)
         res["rss"]["rivulet_idle_mib"] = proc_status_kib(r.pid, "VmRSS") / 1024
         res["rss"]["kafka_idle_mib"] = proc_status_kib(k.pid, "VmRSS") / 1024
-        for size in sizes:
-            for parts in (1, 6):
-                for acks in ("1", "-1"):
-                    for system, srv in (("rivulet", r), ("kafka", k)):
-                        res["throughput"].append(throughput_case(system, srv.bootstrap, [srv.pid], lg, size, parts, acks,
-                                                                 1, a.mib_per_run, "s"))
-        if not a.quick:
+        for system, srv in (("rivulet", r), ("kafka", k)):
+            warm_up(system, srv.bootstrap, lg, 1, a.warmup_mib, a.warmup_secs, "s")
+        if "throughput" in cells:
+            for size in sizes:
+                for parts in (1, 6):
+                    for acks in ("1", "-1"):
+                        for system, srv in (("rivulet", r), ("kafka", k)):
+                            res["throughput"].append(throughput_case(system, srv.bootstrap, [srv.pid], lg, size, parts,
+                                                                     acks, 1, a.mib_per_run, "s"))
+        if "java" in cells:
             for system, srv in (("rivulet", r), ("kafka", k)):
                 res["throughput"].append(java_perf_case(system, srv.bootstrap, [srv.pid], 1024, 6, "all", 1, 200_000, "s"))
-        for acks in ("1", "-1"):
-            for system, srv in (("rivulet", r), ("kafka", k)):
-                res["latency"].append(latency_case(system, srv.bootstrap, lg, acks, a.rate, a.latency_secs, 1, "s"))
-        if not a.quick:
+        if "latency" in cells:
+            for acks in ("1", "-1"):
+                for system, srv in (("rivulet", r), ("kafka", k)):
+                    res["latency"].append(latency_case(system, srv.bootstrap, lg, acks, a.rate, a.latency_secs, 1, "s"))
+        if "e2e-tool" in cells:
             for system, srv in (("rivulet", r), ("kafka", k)):
                 res["e2e_tool"].append(e2e_tool_case(system, srv.bootstrap, "all", 5000, 1, "s"))
         res["rss"]["rivulet_peak_mib"] = proc_status_kib(r.pid, "VmHWM") / 1024
@@ -294,30 +373,42 @@ def main() -> int:
         r.stop()
         k.stop()
 
-    print("three brokers, RF=3, acks=all, min.insync.replicas=2: Rivulet (rivulet-coordinator) then Kafka (KRaft, "
-          "512 MiB heaps)", flush=True)
-    from cluster import Cluster
-    from reference import KafkaCluster
+    if "cluster" in cells:
+        print("three brokers, RF=3, acks=all, min.insync.replicas=2: Rivulet (rivulet-coordinator) then Kafka (KRaft, "
+              "512 MiB heaps); six JVMs and brokers do not fit two cores together, so one system at a time", flush=True)
+        from cluster import Cluster
+        from reference import KafkaCluster
 
-    for system in ("rivulet", "kafka"):
-        c = Cluster(work / "rc", coordinator="rivulet") if system == "rivulet" else KafkaCluster(work / "kc")
-        try:
-            c.start()
-            pids = [b.pid for b in c.brokers]
-            res["throughput"].append(throughput_case(system, c.bootstrap, pids, lg, 1024, 6, "-1", 3, a.mib_per_run // 2, "c"))
-            res["latency"].append(latency_case(system, c.bootstrap, lg, "-1", 2000, a.latency_secs, 3, "c"))
-            res["rss"][f"{system}_cluster_peak_mib_3_brokers"] = hwm_of(pids) / 1024
-        finally:
-            c.stop()
+        for system in ("rivulet", "kafka"):
+            c = Cluster(work / "rc", coordinator="rivulet") if system == "rivulet" else KafkaCluster(work / "kc")
+            try:
+                c.start()
+                pids = [b.pid for b in c.brokers]
+                if system == "rivulet":
+                    policy = durability(list(map(str, c.brokers[0].argv())), {})["rivulet"]
+                else:
+                    policy = durability([], read_properties(c.brokers[0].spec.config))["kafka"]
+                res.setdefault("durability_cluster", {})[system] = policy
+                print(f"  fsync policy {system:8}: {policy}", flush=True)
+                warm_up(system, c.bootstrap, lg, 3, a.warmup_mib // 2, a.warmup_secs, "c")
+                res["throughput"].append(throughput_case(system, c.bootstrap, pids, lg, 1024, 6, "-1", 3,
+                                                         a.mib_per_run // 2, "c"))
+                res["latency"].append(latency_case(system, c.bootstrap, lg, "-1", 2000, a.latency_secs, 3, "c"))
+                res["rss"][f"{system}_cluster_peak_mib_3_brokers"] = hwm_of(pids) / 1024
+            finally:
+                c.stop()
 
     res["loadavg_end"] = loadavg()
     print(f"\nRSS: Rivulet idle {res['rss']['rivulet_idle_mib']:.1f} MiB peak {res['rss']['rivulet_peak_mib']:.1f} MiB; "
           f"Kafka idle {res['rss']['kafka_idle_mib']:.1f} MiB peak {res['rss']['kafka_peak_mib']:.1f} MiB (standalone)")
     print(f"load average (1/5/15 min): {res['loadavg_start']} before, {res['loadavg_end']} after")
-    for p in plots(res, Path(a.plots_dir)):
-        print(f"plot: {p}")
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(res, indent=2))
+    if cells == set(CELLS) or a.plots_anyway:
+        for p in plots(res, Path(a.plots_dir)):
+            print(f"plot: {p}")
+    else:
+        print("plots not written: not every cell ran (--plots-anyway to force)")
     return 0
 
 
