@@ -11,8 +11,9 @@ min.insync.replicas=2, one system at a time (six JVMs and brokers do not fit two
 Durability on both: no fsync by count or time (both defaults; docs/kafka-reference.md); the run
 prints each side's flush settings as started. Before anything is measured each system gets a
 warm-up that is discarded (a produce and consume of --warmup-mib, and a fixed-rate latency run of
---warmup-secs): a fresh JVM runs interpreted and C1-compiled code for its first seconds, which is
-what made the first fixed-rate run on a fresh Kafka node come out in seconds. Every latency cell
+--warmup-secs), so neither is measured cold (a fresh JVM runs interpreted and C1-compiled code for
+its first seconds). On a loaded machine Kafka's fixed-rate latency can still come out in seconds
+after it: a growing backlog, not a cold start (docs/benchmarks.md). Every latency cell
 is also run twice on its own topic and only the second run counts (the first pays the new
 topic's and the new client's start-up).
 CPU-seconds are the broker processes' (utime+stime from /proc) over the bytes moved; RSS is VmHWM.
