@@ -53,11 +53,11 @@ const RESYNC: Duration = Duration::from_secs(30);
 const BATCH_MAX: Duration = Duration::from_millis(20);
 
 fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Persistent.with_acls(crate::cluster::zk_acl::default_acls())
 }
 
 fn ephemeral() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Ephemeral.with_acls(crate::cluster::zk_acl::default_acls())
 }
 
 /// Connection-level failures mean "nothing is known to have changed; retry"; others are bugs
@@ -82,6 +82,8 @@ pub struct ZkSettings {
     pub session_timeout: Duration,
     /// How long topic creation/deletion/growth waits for the controller to act.
     pub controller_wait: Duration,
+    /// Digest credentials (`user:password`) every session authenticates with.
+    pub digest: Option<String>,
 }
 
 impl ZkSettings {
@@ -100,6 +102,7 @@ impl ZkSettings {
             addr: super::store::addr::parse(raw)?,
             session_timeout: Duration::from_millis(cfg.coordinator_session_timeout_ms),
             controller_wait: CONTROLLER_WAIT,
+            digest: cfg.coordinator_digest()?,
         })
     }
 }
@@ -239,7 +242,11 @@ impl Inner {
         mode: Option<Registration>,
     ) -> Result<(zk::Client, zk::PersistentWatcher, Tree), MetadataError> {
         let addr = &self.settings.addr;
-        let client = zk::Client::connector()
+        let mut connector = zk::Client::connector();
+        if let Some(d) = &self.settings.digest {
+            connector = connector.with_auth("digest", d.as_bytes());
+        }
+        let client = connector
             .with_session_timeout(self.settings.session_timeout)
             .with_connection_timeout(self.settings.connection_timeout())
             .connect(&addr.hosts)
