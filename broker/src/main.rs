@@ -173,19 +173,6 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     });
     broker.security.set_acls(acls.clone());
     broker.security.set_inter_broker(inter_broker);
-    let mut own_users = bootstrap_users;
-    if let Some((user, password)) = config.inter_broker_sasl()? {
-        own_users.push((user, password));
-    }
-    for (user, password) in &own_users {
-        let created = credentials
-            .create_if_absent(user, password)
-            .await
-            .with_context(|| format!("creating the bootstrap SCRAM user {user}"))?;
-        if created {
-            tracing::info!(user = %user, "bootstrap SCRAM user created");
-        }
-    }
     if let Some(cfg) = authorizer {
         tracing::info!(super_users = ?cfg.super_users, allow_everyone_if_no_acl_found = cfg.allow_everyone_if_no_acl_found, "ACL authorizer on");
         broker.security.enable_authorizer(cfg);
@@ -240,6 +227,20 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // here never fetches as that replica).
     if let Some(zk) = &zk {
         zk.register().await.context("joining the cluster")?;
+    }
+    // Cluster mode writes through the registered session, so the users come after it.
+    let mut own_users = bootstrap_users;
+    if let Some((user, password)) = config.inter_broker_sasl()? {
+        own_users.push((user, password));
+    }
+    for (user, password) in &own_users {
+        let created = credentials
+            .create_if_absent(user, password)
+            .await
+            .with_context(|| format!("creating the bootstrap SCRAM user {user}"))?;
+        if created {
+            tracing::info!(user = %user, "bootstrap SCRAM user created");
+        }
     }
     background::spawn(broker.clone(), stop_rx.clone());
     rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());

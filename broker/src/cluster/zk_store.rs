@@ -242,11 +242,7 @@ impl Inner {
         mode: Option<Registration>,
     ) -> Result<(zk::Client, zk::PersistentWatcher, Tree), MetadataError> {
         let addr = &self.settings.addr;
-        let mut connector = zk::Client::connector();
-        if let Some(d) = &self.settings.digest {
-            connector = connector.with_auth("digest", d.as_bytes());
-        }
-        let client = connector
+        let client = zk::Client::connector()
             .with_session_timeout(self.settings.session_timeout)
             .with_connection_timeout(self.settings.connection_timeout())
             .connect(&addr.hosts)
@@ -257,6 +253,14 @@ impl Inner {
                     addr.hosts
                 ))
             })?;
+        // Digest credentials once the session is up (the connector's own auth packets are
+        // answered with the reserved auth xid, which the client then cannot match).
+        if let Some(d) = &self.settings.digest {
+            client
+                .auth("digest", d.as_bytes())
+                .await
+                .map_err(|e| zk_err("authenticating to the coordinator (digest)", e))?;
+        }
         let client = match &addr.chroot {
             Some(root) => {
                 client
