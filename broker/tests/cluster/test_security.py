@@ -170,12 +170,14 @@ def test_sasl_ssl_inter_broker_replication_acls_and_znode_acls(cluster_factory, 
         md = AdminClient(ssl_conf(c, b, "alice")).list_topics(timeout=5)
         return topic in md.topics
     assert not any(alice_sees(b) for b in c.brokers)
-    admin.create_acls([AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
-                                  AclOperation.WRITE, AclPermissionType.ALLOW)])
+    grant = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
+                       AclOperation.WRITE, AclPermissionType.ALLOW)
+    admin.create_acls([grant])[grant].result(timeout=20)
     assert wait_all(c.brokers, alice_sees) == []
     flt = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.ANY, None, None,
                            AclOperation.ANY, AclPermissionType.ANY)
-    AdminClient(ssl_conf(c, c.brokers[2], "admin")).delete_acls([flt])[flt].result(timeout=20)
+    other = AdminClient(ssl_conf(c, c.brokers[2], "admin"))
+    assert len(other.delete_acls([flt])[flt].result(timeout=20)) == 1
     assert wait_all(c.brokers, lambda b: not alice_sees(b)) == []
 
     # Znode ACLs: an arbitrary ZooKeeper client reads cluster metadata but cannot rewrite it,
