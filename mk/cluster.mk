@@ -12,7 +12,7 @@ BENCH_TARGETS += bench-cluster
 
 # Apache ZooKeeper 3.8 + a JRE (the reference coordinator), iproute2 (network namespaces).
 deps-cluster: venv
-	scripts/apt-install.sh libzookeeper-java iproute2
+	scripts/apt-install.sh libzookeeper-java iproute2 openssl
 	command -v java >/dev/null || scripts/apt-install.sh default-jre-headless
 	$(PIP) install --quiet -r $(CLUSTER_TEST_DIR)/requirements.txt
 

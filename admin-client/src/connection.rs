@@ -6,12 +6,18 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::security::{plain_message, ClientSecurity, SaslMechanism, ScramClient};
 use crate::{Error, Result};
+
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
 /// Largest response accepted (a describe of many configs stays far below this).
 const MAX_RESPONSE: usize = 64 << 20;
@@ -19,7 +25,7 @@ const CLIENT_ID: &str = "rivulet-admin";
 
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     timeout: Duration,
     correlation: i32,
     /// Broker's (min, max) version per API key, from ApiVersions.
@@ -27,8 +33,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects and negotiates API versions.
+    /// Connects over PLAINTEXT and negotiates API versions.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self> {
+        Self::connect_with(addr, timeout, &ClientSecurity::plaintext()).await
+    }
+
+    async fn open(addr: &str, timeout: Duration, sec: &ClientSecurity) -> Result<Box<dyn Stream>> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Timeout {
@@ -40,6 +50,30 @@ impl Connection {
                 source,
             })?;
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &sec.tls else {
+            return Ok(Box::new(stream));
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| Error::Protocol(format!("TLS server name {host:?}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(tls.clone());
+        let stream = tokio::time::timeout(timeout, tls.connect(name, stream))
+            .await
+            .map_err(|_| Error::Timeout {
+                addr: addr.into(),
+                after: timeout,
+            })?
+            .map_err(|source| Error::Connect {
+                addr: addr.into(),
+                source,
+            })?;
+        Ok(Box::new(stream))
+    }
+
+    /// Connects with TLS and/or SASL as `sec` says, negotiates API versions and authenticates.
+    pub async fn connect_with(addr: &str, timeout: Duration, sec: &ClientSecurity) -> Result<Self> {
+        let stream = Self::open(addr, timeout, sec).await?;
         let mut c = Self {
             addr: addr.into(),
             stream,
@@ -55,13 +89,7 @@ impl Connection {
             Ok(r) if r.error_code == 0 => r,
             _ => {
                 // The broker may have closed on an unsupported version: reconnect for v0.
-                let stream = TcpStream::connect(addr)
-                    .await
-                    .map_err(|source| Error::Connect {
-                        addr: addr.into(),
-                        source,
-                    })?;
-                c.stream = stream;
+                c.stream = Self::open(addr, timeout, sec).await?;
                 c.exchange(req, 0).await?
             }
         };
@@ -70,7 +98,51 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(creds) = &sec.sasl {
+            c.authenticate(creds.mechanism, &creds.username, &creds.password)
+                .await?;
+        }
         Ok(c)
+    }
+
+    /// SaslHandshake, then the mechanism's SaslAuthenticate round trips.
+    async fn authenticate(&mut self, m: SaslMechanism, user: &str, password: &str) -> Result<()> {
+        let hs = self
+            .send(
+                SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(m.name())),
+            )
+            .await?;
+        if hs.error_code != 0 {
+            return Err(Error::Auth(format!(
+                "{} not enabled by the broker (error {}; it offers {:?})",
+                m.name(),
+                hs.error_code,
+                hs.mechanisms
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+            )));
+        }
+        let step =
+            |bytes: Vec<u8>| SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+        match m {
+            SaslMechanism::Plain => {
+                let r = self.send(step(plain_message(user, password))).await?;
+                auth_result(&r)?;
+            }
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let mut scram = ScramClient::new(m, user, password, ScramClient::random_nonce());
+                let r = self.send(step(scram.client_first())).await?;
+                auth_result(&r)?;
+                let fin = scram.client_final(&r.auth_bytes).map_err(Error::Auth)?;
+                let r = self.send(step(fin)).await?;
+                auth_result(&r)?;
+                scram
+                    .verify_server_final(&r.auth_bytes)
+                    .map_err(Error::Auth)?;
+            }
+        }
+        Ok(())
     }
 
     /// The address this connection talks to.
@@ -160,6 +232,20 @@ impl Connection {
         }
         Ok(resp)
     }
+}
+
+fn auth_result(r: &kafka_protocol::messages::SaslAuthenticateResponse) -> Result<()> {
+    if r.error_code == 0 {
+        return Ok(());
+    }
+    Err(Error::Auth(format!(
+        "error {}{}",
+        r.error_code,
+        r.error_message
+            .as_ref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    )))
 }
 
 fn api_name<R: Request>() -> &'static str {

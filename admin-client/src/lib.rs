@@ -8,6 +8,7 @@
 //! (create/delete topics, create partitions) to the controller named by Metadata.
 
 mod connection;
+pub mod security;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 pub use connection::Connection;
+pub use security::{ClientSecurity, SaslCredentials, SaslMechanism};
 
 /// Kafka's config resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
@@ -66,6 +68,8 @@ pub enum Error {
     },
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
 }
 
 impl Error {
@@ -155,11 +159,21 @@ pub struct AdminClient {
     any: Connection,
     /// Connections by broker id (controller and log-dir requests).
     by_id: HashMap<i32, Connection>,
+    security: ClientSecurity,
 }
 
 impl AdminClient {
     /// Connects to the first reachable address of `bootstrap` (comma-separated `host:port`).
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Self> {
+        Self::connect_with(bootstrap, timeout, ClientSecurity::plaintext()).await
+    }
+
+    /// As [`Self::connect`], every connection authenticating as `security` says.
+    pub async fn connect_with(
+        bootstrap: &str,
+        timeout: Duration,
+        security: ClientSecurity,
+    ) -> Result<Self> {
         let addrs: Vec<String> = bootstrap
             .split(',')
             .map(str::trim)
@@ -168,13 +182,14 @@ impl AdminClient {
             .collect();
         let mut errors = Vec::new();
         for a in &addrs {
-            match Connection::connect(a, timeout).await {
+            match Connection::connect_with(a, timeout, &security).await {
                 Ok(c) => {
                     return Ok(Self {
                         bootstrap: addrs.clone(),
                         timeout,
                         any: c,
                         by_id: HashMap::new(),
+                        security,
                     })
                 }
                 Err(e) => errors.push(e.to_string()),
@@ -229,7 +244,12 @@ impl AdminClient {
                 cluster.brokers.iter().find(|b| b.id == id).ok_or_else(|| {
                     Error::Protocol(format!("broker {id} is not in the metadata"))
                 })?;
-            let c = Connection::connect(&format!("{}:{}", b.host, b.port), self.timeout).await?;
+            let c = Connection::connect_with(
+                &format!("{}:{}", b.host, b.port),
+                self.timeout,
+                &self.security,
+            )
+            .await?;
             self.by_id.insert(id, c);
         }
         self.by_id

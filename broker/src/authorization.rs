@@ -2,28 +2,15 @@
 //! bitfields of Metadata, DescribeCluster and DescribeGroups report them (KIP-430).
 //!
 //! Kafka answers with the operations the authorizer allows out of those that apply to the
-//! resource type (`AclEntry.supportedOperations`), one bit per `AclOperation` code. This broker
-//! has no authorizer yet, and Kafka without one allows everything, so [`authorized_operations`]
-//! returns every operation that applies. An ACL authorizer plugs in here: it filters
-//! [`supported_operations`] by what the principal's ACLs allow on the named resource.
+//! resource type (`AclEntry.supportedOperations`), one bit per `AclOperation` code. Without an
+//! authorizer Kafka allows everything, and so does [`BrokerSecurity::allows`]; with one,
+//! [`authorized_operations`] keeps the operations the caller's ACLs allow.
+
+use crate::security::authorizer::{self, Operation};
+use crate::security::{BrokerSecurity, Caller};
 
 /// Kafka's `AclOperation` codes (the bit positions in an `authorized_operations` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum AclOperation {
-    Read = 3,
-    Write = 4,
-    Create = 5,
-    Delete = 6,
-    Alter = 7,
-    Describe = 8,
-    ClusterAction = 9,
-    DescribeConfigs = 10,
-    AlterConfigs = 11,
-    IdempotentWrite = 12,
-    CreateTokens = 13,
-    DescribeTokens = 14,
-}
+pub type AclOperation = Operation;
 
 /// Kafka's concrete ACL resource types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,19 +23,15 @@ pub enum ResourceType {
     User,
 }
 
-/// Who is asking. Every connection is anonymous until SASL/TLS authentication exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub kind: &'static str,
-    pub name: String,
-}
-
-impl Principal {
-    /// Kafka's `User:ANONYMOUS`, the principal of an unauthenticated connection.
-    pub fn anonymous() -> Principal {
-        Principal {
-            kind: "User",
-            name: "ANONYMOUS".into(),
+impl ResourceType {
+    /// The authorizer's resource type; delegation tokens and users have no ACLs here.
+    fn acl_type(self) -> Option<authorizer::ResourceType> {
+        match self {
+            Self::Topic => Some(authorizer::ResourceType::Topic),
+            Self::Group => Some(authorizer::ResourceType::Group),
+            Self::Cluster => Some(authorizer::ResourceType::Cluster),
+            Self::TransactionalId => Some(authorizer::ResourceType::TransactionalId),
+            Self::DelegationToken | Self::User => None,
         }
     }
 }
@@ -57,7 +40,7 @@ impl Principal {
 /// to 3.7 has it — Kafka 3.8+ adds DESCRIBE_CONFIGS and ALTER_CONFIGS for KIP-848 group
 /// configs, which this broker does not have, so a client is not told it may use them.
 pub fn supported_operations(resource: ResourceType) -> &'static [AclOperation] {
-    use AclOperation::*;
+    use Operation::*;
     match resource {
         ResourceType::Topic => &[
             Read,
@@ -85,15 +68,28 @@ pub fn supported_operations(resource: ResourceType) -> &'static [AclOperation] {
     }
 }
 
-/// The `authorized_operations` bitfield for `principal` on the resource `name` of type
-/// `resource`. Without an authorizer: every operation that applies.
-pub fn authorized_operations(resource: ResourceType, _name: &str, _principal: &Principal) -> i32 {
-    to_bitfield(supported_operations(resource))
+/// The `authorized_operations` bitfield for `caller` on the resource `name` of type
+/// `resource`: the operations that apply and that the authorizer allows.
+pub fn authorized_operations(
+    sec: &BrokerSecurity,
+    caller: Caller<'_>,
+    resource: ResourceType,
+    name: &str,
+) -> i32 {
+    let ops: Vec<AclOperation> = supported_operations(resource)
+        .iter()
+        .copied()
+        .filter(|op| match resource.acl_type() {
+            Some(rt) => sec.allows(caller, *op, rt, name),
+            None => !sec.authorizer_enabled(),
+        })
+        .collect();
+    to_bitfield(&ops)
 }
 
 /// Kafka's `Utils.to32BitField`: bit `code` set for each operation.
 pub fn to_bitfield(ops: &[AclOperation]) -> i32 {
-    ops.iter().fold(0i32, |acc, op| acc | (1i32 << (*op as u8)))
+    ops.iter().fold(0i32, |acc, op| acc | (1i32 << op.code()))
 }
 
 /// The operations a bitfield names (the inverse of [`to_bitfield`]), for tests and logs.
@@ -107,7 +103,15 @@ mod tests {
 
     #[test]
     fn bitfields_match_kafkas_codes() {
-        let p = Principal::anonymous();
+        let sec = BrokerSecurity::default();
+        let who = crate::security::principal::KafkaPrincipal::anonymous();
+        let c = Caller {
+            principal: &who,
+            host: "127.0.0.1",
+        };
+        let authorized_operations =
+            |rt: ResourceType, n: &str, _: &()| authorized_operations(&sec, c, rt, n);
+        let p = ();
         // READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
         // ALTER_CONFIGS 11.
         let topic = authorized_operations(ResourceType::Topic, "t", &p);

@@ -115,102 +115,111 @@ impl Broker {
     pub async fn handle(&self, req: Request) -> Option<ResponseKind> {
         let v = req.header.request_api_version;
         let api = req.api;
+        let principal = req.principal.clone();
+        let host = req.client_host.trim_start_matches('/').to_string();
+        let caller = crate::security::Caller {
+            principal: &principal,
+            host: &host,
+        };
         let resp = match req.body {
             RequestKind::ApiVersions(r) => {
                 ResponseKind::ApiVersions(handlers::api_versions::handle(v, r))
             }
-            RequestKind::Metadata(r) => {
-                ResponseKind::Metadata(handlers::metadata::handle(self, v, r, &req.listener).await)
-            }
+            RequestKind::Metadata(r) => ResponseKind::Metadata(
+                handlers::metadata::handle(self, v, r, &req.listener, caller).await,
+            ),
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let resp = handlers::produce::handle(self, v, r).await;
+                let resp = handlers::produce::handle(self, v, r, caller).await;
                 if acks == 0 {
                     return None;
                 }
                 ResponseKind::Produce(resp)
             }
-            RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(self, v, r).await),
+            RequestKind::Fetch(r) => {
+                ResponseKind::Fetch(handlers::fetch::handle(self, v, r, caller).await)
+            }
             RequestKind::ListOffsets(r) => {
-                ResponseKind::ListOffsets(handlers::list_offsets::handle(self, v, r))
+                ResponseKind::ListOffsets(handlers::authz::list_offsets(self, v, r, caller))
             }
             RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
-                handlers::offset_for_leader_epoch::handle(self, v, r),
+                handlers::authz::offset_for_leader_epoch(self, v, r, caller),
             ),
             RequestKind::CreateTopics(r) => {
-                ResponseKind::CreateTopics(handlers::topics::create_topics(self, v, r).await)
+                ResponseKind::CreateTopics(handlers::authz::create_topics(self, v, r, caller).await)
             }
             RequestKind::DeleteTopics(r) => {
-                ResponseKind::DeleteTopics(handlers::topics::delete_topics(self, v, r).await)
+                ResponseKind::DeleteTopics(handlers::authz::delete_topics(self, v, r, caller).await)
             }
             RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
-                handlers::topics::create_partitions(self, v, r).await,
+                handlers::authz::create_partitions(self, v, r, caller).await,
             ),
             RequestKind::DescribeConfigs(r) => {
-                ResponseKind::DescribeConfigs(handlers::configs::describe(self, v, r))
+                ResponseKind::DescribeConfigs(handlers::authz::describe_configs(self, v, r, caller))
             }
             RequestKind::AlterConfigs(r) => {
-                ResponseKind::AlterConfigs(handlers::configs::alter(self, v, r).await)
+                ResponseKind::AlterConfigs(handlers::authz::alter_configs(self, v, r, caller).await)
             }
             RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-                handlers::configs::incremental_alter(self, v, r).await,
+                handlers::authz::incremental_alter_configs(self, v, r, caller).await,
             ),
             RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
-                handlers::cluster::describe_cluster(self, v, r, &req.listener),
+                handlers::authz::describe_cluster(self, v, r, &req.listener, caller),
             ),
             RequestKind::AlterPartitionReassignments(r) => {
                 ResponseKind::AlterPartitionReassignments(
-                    handlers::reassignments::alter(self, v, r).await,
+                    handlers::authz::alter_reassignments(self, v, r, caller).await,
                 )
             }
-            RequestKind::ListPartitionReassignments(r) => {
-                ResponseKind::ListPartitionReassignments(handlers::reassignments::list(self, v, r))
-            }
-            RequestKind::DescribeLogDirs(r) => {
-                ResponseKind::DescribeLogDirs(handlers::log_dirs::describe(self, v, r))
-            }
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+                handlers::authz::list_reassignments(self, v, r, caller),
+            ),
+            RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(
+                handlers::authz::describe_log_dirs(self, v, r, caller),
+            ),
             RequestKind::DeleteRecords(r) => {
-                ResponseKind::DeleteRecords(handlers::delete_records::handle(self, v, r))
+                ResponseKind::DeleteRecords(handlers::authz::delete_records(self, v, r, caller))
             }
             RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-                handlers::find_coordinator::handle(self, v, r, &req.listener).await,
+                handlers::authz::find_coordinator(self, v, r, &req.listener, caller).await,
             ),
             RequestKind::JoinGroup(r) => {
                 let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
                 ResponseKind::JoinGroup(
-                    handlers::groups::join(self, v, r, &client_id, &req.client_host).await,
+                    handlers::authz::join_group(self, v, r, &client_id, &req.client_host, caller)
+                        .await,
                 )
             }
             RequestKind::SyncGroup(r) => {
-                ResponseKind::SyncGroup(handlers::groups::sync(self, v, r).await)
+                ResponseKind::SyncGroup(handlers::authz::sync_group(self, v, r, caller).await)
             }
             RequestKind::Heartbeat(r) => {
-                ResponseKind::Heartbeat(handlers::groups::heartbeat(self, v, r).await)
+                ResponseKind::Heartbeat(handlers::authz::heartbeat(self, v, r, caller).await)
             }
             RequestKind::LeaveGroup(r) => {
-                ResponseKind::LeaveGroup(handlers::groups::leave(self, v, r).await)
+                ResponseKind::LeaveGroup(handlers::authz::leave_group(self, v, r, caller).await)
             }
             RequestKind::OffsetCommit(r) => {
-                ResponseKind::OffsetCommit(handlers::groups::offset_commit(self, v, r).await)
+                ResponseKind::OffsetCommit(handlers::authz::offset_commit(self, v, r, caller).await)
             }
             RequestKind::OffsetFetch(r) => {
-                ResponseKind::OffsetFetch(handlers::groups::offset_fetch(self, v, r).await)
+                ResponseKind::OffsetFetch(handlers::authz::offset_fetch(self, v, r, caller).await)
             }
             RequestKind::ListGroups(r) => {
-                ResponseKind::ListGroups(handlers::groups::list_groups(self, v, r).await)
+                ResponseKind::ListGroups(handlers::authz::list_groups(self, v, r, caller).await)
             }
-            RequestKind::DescribeGroups(r) => {
-                ResponseKind::DescribeGroups(handlers::groups::describe_groups(self, v, r).await)
-            }
+            RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
+                handlers::authz::describe_groups(self, v, r, caller).await,
+            ),
             RequestKind::DeleteGroups(r) => {
-                ResponseKind::DeleteGroups(handlers::groups::delete_groups(self, v, r).await)
+                ResponseKind::DeleteGroups(handlers::authz::delete_groups(self, v, r, caller).await)
             }
             RequestKind::OffsetDelete(r) => {
-                ResponseKind::OffsetDelete(handlers::groups::offset_delete(self, v, r).await)
+                ResponseKind::OffsetDelete(handlers::authz::offset_delete(self, v, r, caller).await)
             }
-            RequestKind::InitProducerId(r) => {
-                ResponseKind::InitProducerId(handlers::init_producer_id::handle(self, v, r).await)
-            }
+            RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
+                handlers::authz::init_producer_id(self, v, r, caller).await,
+            ),
             // The server answers the SASL exchange itself; reaching here means no listener
             // session, which Kafka answers as a non-SASL listener does.
             RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
@@ -222,13 +231,21 @@ impl Broker {
                     .with_error_code(kafka_protocol::error::ResponseError::IllegalSaslState.code()),
             ),
             RequestKind::DescribeUserScramCredentials(r) => {
-                ResponseKind::DescribeUserScramCredentials(crate::security::scram_admin::describe(
-                    &self.security.credentials(),
-                    r,
+                ResponseKind::DescribeUserScramCredentials(handlers::authz::describe_scram(
+                    self, r, caller,
                 ))
             }
             RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-                crate::security::scram_admin::alter(&self.security.credentials(), r).await,
+                handlers::authz::alter_scram(self, r, caller).await,
+            ),
+            RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(
+                crate::security::acl_admin::create(&self.security, caller, r).await,
+            ),
+            RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(
+                crate::security::acl_admin::describe(&self.security, caller, r),
+            ),
+            RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(
+                crate::security::acl_admin::delete(&self.security, caller, r).await,
             ),
             _ => {
                 // The codec only decodes APIs from the version table, so this is a bug, not input.
@@ -276,6 +293,9 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
         _ => "other",
     }
 }

@@ -84,6 +84,49 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
     pub connections_max_reauth_ms: i64,
 
+    /// The authorizer (Kafka's authorizer.class.name): `none` allows everything; `simple` (or
+    /// `acl`, `kafka.security.authorizer.AclAuthorizer`) enforces the ACLs.
+    #[arg(long, env = "RIVULET_AUTHORIZER", default_value = "none", value_parser = ["none", "simple", "acl", "kafka.security.authorizer.AclAuthorizer", "kafka.security.auth.SimpleAclAuthorizer", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"])]
+    pub authorizer: String,
+
+    /// Principals that pass every authorization (super.users), `;`-separated:
+    /// `User:admin;User:broker`.
+    #[arg(long, env = "RIVULET_SUPER_USERS", default_value = "")]
+    pub super_users: String,
+
+    /// With the authorizer on, allow an operation on a resource that has no ACL at all
+    /// (allow.everyone.if.no.acl.found).
+    #[arg(long, env = "RIVULET_ALLOW_EVERYONE_IF_NO_ACL_FOUND", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_everyone_if_no_acl_found: bool,
+
+    /// SASL mechanism this broker uses to authenticate to other brokers' SASL inter-broker
+    /// listener (sasl.mechanism.inter.broker.protocol).
+    #[arg(long, env = "RIVULET_INTER_BROKER_SASL_MECHANISM", default_value = "SCRAM-SHA-512", value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub inter_broker_sasl_mechanism: String,
+
+    /// The user this broker authenticates as to other brokers (replication); make it a super
+    /// user (`--super-users User:<name>`).
+    #[arg(long, env = "RIVULET_INTER_BROKER_SASL_USERNAME")]
+    pub inter_broker_sasl_username: Option<String>,
+
+    /// Its password (prefer --inter-broker-sasl-password-file).
+    #[arg(
+        long,
+        env = "RIVULET_INTER_BROKER_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub inter_broker_sasl_password: Option<String>,
+
+    /// A file holding its password (trailing newline ignored).
+    #[arg(long, env = "RIVULET_INTER_BROKER_SASL_PASSWORD_FILE")]
+    pub inter_broker_sasl_password_file: Option<PathBuf>,
+
+    /// SCRAM users to create at start when they have no credential yet (Kafka's
+    /// `kafka-storage format --add-scram`): one `name=password` per line. Each gets
+    /// SCRAM-SHA-256 and SCRAM-SHA-512 credentials (4096 iterations); existing ones are kept.
+    #[arg(long, env = "RIVULET_BOOTSTRAP_SCRAM_USERS_FILE")]
+    pub bootstrap_scram_users_file: Option<PathBuf>,
+
     /// Address of the admin HTTP server (/healthz, /readyz, /metrics).
     #[arg(long, env = "RIVULET_ADMIN_ADDR", default_value = "127.0.0.1:8092")]
     pub admin_addr: SocketAddr,
@@ -214,6 +257,28 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_COORDINATOR_SESSION_TIMEOUT_MS", default_value_t = 18_000, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
     pub coordinator_session_timeout_ms: u64,
 
+    /// Create znodes with ACLs (Kafka's zookeeper.set.acl): cluster metadata world-readable
+    /// but writable only by the brokers' digest user, credentials and ACLs readable by it
+    /// only. Needs --coordinator-digest-username.
+    #[arg(long, env = "RIVULET_ZOOKEEPER_SET_ACL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub zookeeper_set_acl: bool,
+
+    /// Digest user the broker authenticates to the coordinator as (all brokers share it).
+    #[arg(long, env = "RIVULET_COORDINATOR_DIGEST_USERNAME")]
+    pub coordinator_digest_username: Option<String>,
+
+    /// Its password (prefer --coordinator-digest-password-file).
+    #[arg(
+        long,
+        env = "RIVULET_COORDINATOR_DIGEST_PASSWORD",
+        hide_env_values = true
+    )]
+    pub coordinator_digest_password: Option<String>,
+
+    /// A file holding its password (trailing newline ignored).
+    #[arg(long, env = "RIVULET_COORDINATOR_DIGEST_PASSWORD_FILE")]
+    pub coordinator_digest_password_file: Option<PathBuf>,
+
     /// A follower that has not caught up with the leader's log end for this long leaves the ISR
     /// (replica.lag.time.max.ms).
     #[arg(long, env = "RIVULET_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
@@ -279,6 +344,92 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The inter-broker SASL user and password, when configured.
+    pub fn inter_broker_sasl(&self) -> anyhow::Result<Option<(String, String)>> {
+        let Some(user) = self.inter_broker_sasl_username.clone() else {
+            return Ok(None);
+        };
+        let password = match (&self.inter_broker_sasl_password, &self.inter_broker_sasl_password_file) {
+            (Some(p), None) => p.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--inter-broker-sasl-password-file {}: {e}", f.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give one of --inter-broker-sasl-password and --inter-broker-sasl-password-file"
+            ),
+            (None, None) => anyhow::bail!(
+                "--inter-broker-sasl-username needs --inter-broker-sasl-password or --inter-broker-sasl-password-file"
+            ),
+        };
+        if user.is_empty() || password.is_empty() {
+            anyhow::bail!("--inter-broker-sasl-username and its password must not be empty");
+        }
+        Ok(Some((user, password)))
+    }
+
+    /// `user:password` for the coordinator's digest scheme, when configured.
+    pub fn coordinator_digest(&self) -> Result<Option<String>, String> {
+        let Some(user) = &self.coordinator_digest_username else {
+            if self.zookeeper_set_acl {
+                return Err("--zookeeper-set-acl needs --coordinator-digest-username".into());
+            }
+            return Ok(None);
+        };
+        let pw = match (&self.coordinator_digest_password, &self.coordinator_digest_password_file) {
+            (Some(p), None) => p.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("--coordinator-digest-password-file {}: {e}", f.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            _ => {
+                return Err("--coordinator-digest-username needs exactly one of --coordinator-digest-password and --coordinator-digest-password-file".into())
+            }
+        };
+        if user.is_empty() || user.contains(':') || pw.is_empty() {
+            return Err("--coordinator-digest-username must be non-empty without ':', and its password non-empty".into());
+        }
+        Ok(Some(format!("{user}:{pw}")))
+    }
+
+    /// The users of --bootstrap-scram-users-file.
+    pub fn bootstrap_scram_users(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let Some(f) = &self.bootstrap_scram_users_file else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("--bootstrap-scram-users-file {}: {e}", f.display()))?;
+        parse_users_file(&text)
+            .map_err(|e| anyhow::anyhow!("--bootstrap-scram-users-file {}: {e}", f.display()))
+    }
+
+    /// The authorizer's settings, `None` when `--authorizer none`. Checks each super user.
+    pub fn authorizer_config(
+        &self,
+    ) -> anyhow::Result<Option<crate::security::authorizer::AuthorizerConfig>> {
+        if self.authorizer == "none" {
+            return Ok(None);
+        }
+        let mut super_users = std::collections::BTreeSet::new();
+        for u in self
+            .super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            let p = crate::security::principal::KafkaPrincipal::parse(u).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--super-users: {u:?} is not a principal (Type:name, e.g. User:admin)"
+                )
+            })?;
+            super_users.insert(p.to_string());
+        }
+        Ok(Some(crate::security::authorizer::AuthorizerConfig {
+            super_users,
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+        }))
+    }
+
     /// The listeners from --listeners & co, or the single PLAINTEXT one of --listen-addr.
     pub fn listeners(&self) -> anyhow::Result<crate::security::listeners::Listeners> {
         use crate::security::listeners;
@@ -330,5 +481,41 @@ impl BrokerConfig {
             .trim_end_matches(']')
             .to_string();
         Ok((host, port as i32))
+    }
+}
+
+/// `name=password` lines; blank lines and `#` comments are skipped.
+pub fn parse_users_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let (user, pw) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected name=password", i + 1))?;
+        let user = user.trim();
+        if user.is_empty() || pw.is_empty() {
+            return Err(format!("line {}: empty name or password", i + 1));
+        }
+        out.push((user.to_string(), pw.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod users_file_tests {
+    #[test]
+    fn users_file_lines() {
+        assert_eq!(
+            super::parse_users_file("# c\n\nadmin=a=b\nbroker=x\n").unwrap(),
+            vec![
+                ("admin".into(), "a=b".into()),
+                ("broker".into(), "x".into())
+            ]
+        );
+        assert!(super::parse_users_file("nopassword\n").is_err());
+        assert!(super::parse_users_file("=pw\n").is_err());
     }
 }

@@ -115,20 +115,24 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--sasl-enabled-mechanisms: {e}"))?,
     );
     let (ssl_ctx, sasl_ssl_ctx) = tls_contexts(&config, &listeners)?;
-    // Replication fetches do not authenticate yet (issue 14): refuse what would break them.
-    if config.coordinator.is_some()
-        && listeners.inter_broker().protocol != SecurityProtocol::Plaintext
-    {
-        bail!(
-            "inter-broker listener {} is {}: replication over SSL/SASL is not implemented yet; use a PLAINTEXT listener for --inter-broker-listener-name",
-            listeners.inter_broker, listeners.inter_broker().protocol
-        );
-    }
+    let authorizer = config.authorizer_config()?;
+    // Only cluster mode has other brokers to connect to.
+    let inter_broker = match &config.coordinator {
+        Some(_) => inter_broker_security(&config, listeners.inter_broker().protocol)?,
+        None => rivulet_admin_client::ClientSecurity::plaintext(),
+    };
+    let bootstrap_users = config.bootstrap_scram_users()?;
     let inter = listeners.inter_broker().advertised.clone();
     let (host, port) = (inter.host.clone(), inter.port);
     // Cluster mode: the --coordinator value is checked before anything touches the disk.
     let cluster = match &config.coordinator {
-        Some(_) => Some(ZkSettings::from_config(&config).map_err(anyhow::Error::msg)?),
+        Some(_) => {
+            let settings = ZkSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+            if config.zookeeper_set_acl {
+                rivulet_broker::cluster::zk_acl::enable();
+            }
+            Some(settings)
+        }
         None => None,
     };
     if cluster.is_none() && config.default_replication_factor != 1 {
@@ -181,6 +185,17 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .context("opening standalone SCRAM credentials")?,
     });
     broker.security.set_credentials(credentials.clone());
+    let acls = Arc::new(match &zk {
+        Some(zk) => security::acls::AclStore::zookeeper(zk.sessions()),
+        None => security::acls::AclStore::open_local(&config.data_dir)
+            .context("opening standalone ACLs")?,
+    });
+    broker.security.set_acls(acls.clone());
+    broker.security.set_inter_broker(inter_broker);
+    if let Some(cfg) = authorizer {
+        tracing::info!(super_users = ?cfg.super_users, allow_everyone_if_no_acl_found = cfg.allow_everyone_if_no_acl_found, "ACL authorizer on");
+        broker.security.enable_authorizer(cfg);
+    }
     let started = std::time::Instant::now();
     broker.sync_partitions().context("opening partition logs")?;
     tracing::info!(
@@ -232,6 +247,20 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(zk) = &zk {
         zk.register().await.context("joining the cluster")?;
     }
+    // Cluster mode writes through the registered session, so the users come after it.
+    let mut own_users = bootstrap_users;
+    if let Some((user, password)) = config.inter_broker_sasl()? {
+        own_users.push((user, password));
+    }
+    for (user, password) in &own_users {
+        let created = credentials
+            .create_if_absent(user, password)
+            .await
+            .with_context(|| format!("creating the bootstrap SCRAM user {user}"))?;
+        if created {
+            tracing::info!(user = %user, "bootstrap SCRAM user created");
+        }
+    }
     background::spawn(broker.clone(), stop_rx.clone());
     rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
     for tls in ssl_ctx.iter().chain(sasl_ssl_ctx.iter()) {
@@ -256,6 +285,10 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let creds = credentials.clone();
         zk.spawn_per_session(stop_rx.clone(), move |client, stop| {
             security::credentials::watch_changes(creds.clone(), client, stop)
+        });
+        let acls = acls.clone();
+        zk.spawn_per_session(stop_rx.clone(), move |client, stop| {
+            security::acls::watch_changes(acls.clone(), client, stop)
         });
     }
     broker.set_ready(true);
@@ -339,6 +372,57 @@ fn tls_context(config: &BrokerConfig, client_auth: &str) -> anyhow::Result<Arc<t
     })
     .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
     Ok(Arc::new(ctx))
+}
+
+/// How the replica fetcher connects to the inter-broker listener of other brokers: TLS
+/// trusting --ssl-ca-file (presenting this broker's own certificate on SSL, for mutual TLS)
+/// and SASL as --inter-broker-sasl-username.
+fn inter_broker_security(
+    config: &BrokerConfig,
+    protocol: SecurityProtocol,
+) -> anyhow::Result<rivulet_admin_client::ClientSecurity> {
+    use rivulet_admin_client::{ClientSecurity, SaslCredentials, SaslMechanism};
+    let mut sec = ClientSecurity::plaintext();
+    if protocol.uses_tls() {
+        let Some(ca) = &config.ssl_ca_file else {
+            bail!("a TLS inter-broker listener needs --ssl-ca-file to verify the other brokers");
+        };
+        let ca_pem =
+            std::fs::read(ca).with_context(|| format!("--ssl-ca-file {}", ca.display()))?;
+        let own = match (protocol, &config.ssl_cert_file, &config.ssl_key_file) {
+            (SecurityProtocol::Ssl, Some(c), Some(k)) => Some((
+                std::fs::read(c).with_context(|| format!("--ssl-cert-file {}", c.display()))?,
+                std::fs::read(k).with_context(|| format!("--ssl-key-file {}", k.display()))?,
+            )),
+            _ => None,
+        };
+        let tls = rivulet_admin_client::security::tls_config(
+            &ca_pem,
+            own.as_ref().map(|(c, k)| (&c[..], &k[..])),
+        )
+        .map_err(|e| anyhow::anyhow!("inter-broker TLS: {e}"))?;
+        sec.tls = Some(Arc::new(tls));
+    }
+    if protocol.uses_sasl() {
+        let Some((username, password)) = config.inter_broker_sasl()? else {
+            bail!(
+                "the inter-broker listener is {protocol}: set --inter-broker-sasl-username and its password"
+            );
+        };
+        let mechanism =
+            SaslMechanism::from_name(&config.inter_broker_sasl_mechanism).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--inter-broker-sasl-mechanism {}",
+                    config.inter_broker_sasl_mechanism
+                )
+            })?;
+        sec.sasl = Some(SaslCredentials {
+            mechanism,
+            username,
+            password,
+        });
+    }
+    Ok(sec)
 }
 
 /// Cluster mode: hosted partitions follow every metadata change, and the controller runs on

@@ -271,7 +271,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
                 match req.body {
                     RequestKind::Produce(r) => {
                         let acks = r.acks;
-                        let staged = produce::stage(broker, version, r);
+                        let host = req.client_host.trim_start_matches('/');
+                        let caller = crate::security::Caller {
+                            principal: &req.principal,
+                            host,
+                        };
+                        let staged = produce::stage(broker, version, r, caller);
                         if acks == 0 {
                             // No response; nothing to keep in order.
                             b.metrics

@@ -44,6 +44,7 @@ fn settings(coordinator: &str) -> ZkSettings {
         addr: addr::parse(coordinator).expect("coordinator address"),
         session_timeout: SESSION,
         controller_wait: Duration::from_secs(5),
+        digest: None,
     }
 }
 

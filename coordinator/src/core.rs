@@ -814,10 +814,11 @@ impl Core {
                             c.auth.push(id);
                         }
                     }
-                    self.send(conn, reply(xid::AUTH, 0, 0, |_| {}));
+                    // ZooKeeper answers with the request's xid (the Java client sends -4, others their own).
+                    self.send(conn, reply(xid_, 0, 0, |_| {}));
                 } else {
                     warn!(conn, scheme, "auth with unsupported scheme; closing");
-                    self.send(conn, reply(xid::AUTH, 0, err::AUTH_FAILED, |_| {}));
+                    self.send(conn, reply(xid_, 0, err::AUTH_FAILED, |_| {}));
                     self.close(conn);
                 }
                 return;

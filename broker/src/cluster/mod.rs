@@ -7,5 +7,6 @@
 
 pub mod controller;
 pub mod store;
+pub mod zk_acl;
 pub mod zk_layout;
 pub mod zk_store;

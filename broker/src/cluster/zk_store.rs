@@ -53,11 +53,11 @@ const RESYNC: Duration = Duration::from_secs(30);
 const BATCH_MAX: Duration = Duration::from_millis(20);
 
 fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Persistent.with_acls(crate::cluster::zk_acl::default_acls())
 }
 
 fn ephemeral() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Ephemeral.with_acls(crate::cluster::zk_acl::default_acls())
 }
 
 /// Connection-level failures mean "nothing is known to have changed; retry"; others are bugs
@@ -82,6 +82,8 @@ pub struct ZkSettings {
     pub session_timeout: Duration,
     /// How long topic creation/deletion/growth waits for the controller to act.
     pub controller_wait: Duration,
+    /// Digest credentials (`user:password`) every session authenticates with.
+    pub digest: Option<String>,
 }
 
 impl ZkSettings {
@@ -100,6 +102,7 @@ impl ZkSettings {
             addr: super::store::addr::parse(raw)?,
             session_timeout: Duration::from_millis(cfg.coordinator_session_timeout_ms),
             controller_wait: CONTROLLER_WAIT,
+            digest: cfg.coordinator_digest()?,
         })
     }
 }
@@ -250,6 +253,14 @@ impl Inner {
                     addr.hosts
                 ))
             })?;
+        // Digest credentials once the session is up (the connector's own auth packets are
+        // answered with the reserved auth xid, which the client then cannot match).
+        if let Some(d) = &self.settings.digest {
+            client
+                .auth("digest", d.as_bytes())
+                .await
+                .map_err(|e| zk_err("authenticating to the coordinator (digest)", e))?;
+        }
         let client = match &addr.chroot {
             Some(root) => {
                 client

@@ -5,7 +5,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::{s, AUTHORIZED_OPS_OMITTED};
-use crate::authorization::{authorized_operations, Principal, ResourceType};
+use crate::authorization::{supported_operations, to_bitfield, ResourceType};
 use crate::broker::Broker;
 
 /// Kafka's name for the one cluster resource in ACLs.
@@ -22,11 +22,8 @@ pub fn describe_cluster(
 ) -> DescribeClusterResponse {
     let view = b.metadata.view();
     let ops = if req.include_cluster_authorized_operations {
-        authorized_operations(
-            ResourceType::Cluster,
-            CLUSTER_RESOURCE,
-            &Principal::anonymous(),
-        )
+        // The caller's operations are filled in by `authz::describe_cluster`.
+        to_bitfield(supported_operations(ResourceType::Cluster))
     } else {
         AUTHORIZED_OPS_OMITTED
     };

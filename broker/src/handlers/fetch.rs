@@ -14,6 +14,8 @@ use super::{check_leader_epoch, topic_name};
 use crate::broker::Broker;
 use crate::metadata::ClusterView;
 use crate::partition::{Partition, Role};
+use crate::security::authorizer::{Operation, ResourceType as AclResource};
+use crate::security::Caller;
 
 /// Kafka's READ_COMMITTED isolation level.
 const READ_COMMITTED: i8 = 1;
@@ -191,7 +193,78 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
     }
 }
 
-pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
+/// Takes out of `req` the topics `caller` may not fetch and answers them with
+/// TOPIC_AUTHORIZATION_FAILED: a follower needs ClusterAction on the cluster (all its topics
+/// fail without it, as in Kafka), a consumer Read on each topic.
+fn unauthorized(
+    b: &Broker,
+    version: i16,
+    req: &mut FetchRequest,
+    caller: Caller<'_>,
+) -> Vec<FetchableTopicResponse> {
+    if !b.security.authorizer_enabled() {
+        return Vec::new();
+    }
+    let follower = replica_id(version, req) >= 0;
+    let cluster_ok = follower && b.security.allows_cluster(caller, Operation::ClusterAction);
+    let view = b.metadata.view();
+    let (mut kept, mut denied) = (Vec::new(), Vec::new());
+    for t in std::mem::take(&mut req.topics) {
+        let ok = if follower {
+            cluster_ok
+        } else {
+            let name = if version >= 13 {
+                view.topic_by_id(&t.topic_id).map(|m| m.name.clone())
+            } else {
+                Some(t.topic.0.to_string())
+            };
+            // An unknown topic id is answered UNKNOWN_TOPIC_ID by the handler.
+            name.is_none_or(|n| {
+                b.security
+                    .allows(caller, Operation::Read, AclResource::Topic, &n)
+            })
+        };
+        if ok {
+            kept.push(t);
+        } else {
+            denied.push(
+                FetchableTopicResponse::default()
+                    .with_topic(t.topic.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p.partition)
+                                    .with_high_watermark(-1)
+                                    .with_last_stable_offset(-1)
+                                    .with_log_start_offset(-1)
+                                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            })
+                            .collect(),
+                    ),
+            );
+        }
+    }
+    req.topics = kept;
+    denied
+}
+
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    mut req: FetchRequest,
+    caller: Caller<'_>,
+) -> FetchResponse {
+    let denied = unauthorized(b, version, &mut req, caller);
+    if !denied.is_empty() {
+        let mut pass = read_once(b, version, &req);
+        pass.topics.extend(denied);
+        return FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(pass.topics);
+    }
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     loop {

@@ -8,9 +8,11 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
 use super::{s, topic_name, topics, AUTHORIZED_OPS_OMITTED};
-use crate::authorization::{authorized_operations, Principal, ResourceType};
+use crate::authorization::{authorized_operations, ResourceType};
 use crate::broker::Broker;
 use crate::metadata::TopicMeta;
+use crate::security::authorizer::{Operation, ResourceType as Acl};
+use crate::security::Caller;
 
 /// What the topic entries need besides the topic: the registered brokers (replicas on any other
 /// broker are reported offline, v5+) and, while this broker is fenced (cut off from the
@@ -79,7 +81,10 @@ pub async fn handle(
     version: i16,
     req: MetadataRequest,
     listener: &str,
+    caller: Caller<'_>,
 ) -> MetadataResponse {
+    let sec = &b.security;
+    let may_describe = |name: &str| sec.allows(caller, Operation::Describe, Acl::Topic, name);
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let wanted: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
         None => None,
@@ -98,13 +103,27 @@ pub async fn handle(
         None => {
             let view = b.metadata.view();
             let c = ctx(b, &view);
-            topics_out.extend(view.topics.values().map(|t| topic_entry(t, &c)));
+            // Kafka leaves out the topics the caller may not Describe.
+            topics_out.extend(
+                view.topics
+                    .values()
+                    .filter(|t| may_describe(&t.name))
+                    .map(|t| topic_entry(t, &c)),
+            );
         }
         Some(list) => {
             for (name, id) in list {
                 let view = b.metadata.view();
                 match name {
                     Some(name) => {
+                        if !may_describe(&name) {
+                            topics_out.push(error_entry(
+                                Some(&name),
+                                Uuid::nil(),
+                                ResponseError::TopicAuthorizationFailed,
+                            ));
+                            continue;
+                        }
                         if let Some(t) = view.topic(&name) {
                             topics_out.push(topic_entry(t, &ctx(b, &view)));
                             continue;
@@ -122,6 +141,17 @@ pub async fn handle(
                                 Some(&name),
                                 Uuid::nil(),
                                 ResponseError::UnknownTopicOrPartition,
+                            ));
+                            continue;
+                        }
+                        // Auto-creation needs Create on the cluster or on the topic.
+                        if !sec.allows_cluster(caller, Operation::Create)
+                            && !sec.allows(caller, Operation::Create, Acl::Topic, &name)
+                        {
+                            topics_out.push(error_entry(
+                                Some(&name),
+                                Uuid::nil(),
+                                ResponseError::TopicAuthorizationFailed,
                             ));
                             continue;
                         }
@@ -160,6 +190,11 @@ pub async fn handle(
                         }
                     }
                     None => match view.topic_by_id(&id) {
+                        Some(t) if !may_describe(&t.name) => topics_out.push(error_entry(
+                            None,
+                            id,
+                            ResponseError::TopicAuthorizationFailed,
+                        )),
                         Some(t) => topics_out.push(topic_entry(t, &ctx(b, &view))),
                         None => {
                             topics_out.push(error_entry(None, id, ResponseError::UnknownTopicId))
@@ -171,20 +206,20 @@ pub async fn handle(
     }
 
     // KIP-430: asked for (v8+), every topic entry carries what the caller may do with it.
-    let principal = Principal::anonymous();
     if version >= 8 && req.include_topic_authorized_operations {
-        for t in &mut topics_out {
+        for t in topics_out.iter_mut().filter(|t| t.error_code == 0) {
             let name = t.name.as_ref().map(|n| n.0.as_str()).unwrap_or_default();
             t.topic_authorized_operations =
-                authorized_operations(ResourceType::Topic, name, &principal);
+                authorized_operations(sec, caller, ResourceType::Topic, name);
         }
     }
     // The cluster's moved to DescribeCluster in v11.
     let cluster_ops = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
         authorized_operations(
+            sec,
+            caller,
             ResourceType::Cluster,
             super::cluster::CLUSTER_RESOURCE,
-            &principal,
         )
     } else {
         AUTHORIZED_OPS_OMITTED

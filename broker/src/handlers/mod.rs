@@ -2,6 +2,7 @@
 //! the response; they never fail as a whole: errors become Kafka error codes in the response.
 
 pub mod api_versions;
+pub mod authz;
 pub mod cluster;
 pub mod configs;
 pub mod delete_records;

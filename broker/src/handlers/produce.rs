@@ -16,6 +16,8 @@ use std::time::Duration;
 use super::{s, topic_name};
 use crate::broker::Broker;
 use crate::partition::{AppendError, CommitError, Partition};
+use crate::security::authorizer::{Operation, ResourceType as AclResource};
+use crate::security::Caller;
 
 /// Byte offset of the magic byte in a v2 batch header.
 const MAGIC_OFFSET: usize = 16;
@@ -39,16 +41,30 @@ pub struct Staged {
     deadline: tokio::time::Instant,
 }
 
-pub async fn handle(b: &Broker, version: i16, req: ProduceRequest) -> ProduceResponse {
-    stage(b, version, req).finish(b).await
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    req: ProduceRequest,
+    caller: Caller<'_>,
+) -> ProduceResponse {
+    stage(b, version, req, caller).finish(b).await
 }
 
 /// Validates and appends every partition's batches now; what is left is the acks=all wait
 /// (`Staged::finish`). Separate so that a connection can append its next pipelined Produce
 /// while this one waits for the in-sync replicas: appends stay in arrival order, and every
 /// waiting write is committed by the same follower fetches instead of one round each.
-pub fn stage(b: &Broker, version: i16, req: ProduceRequest) -> Staged {
+pub fn stage(b: &Broker, version: i16, req: ProduceRequest, caller: Caller<'_>) -> Staged {
     let now = crate::now_ms();
+    // Kafka: Write on the transactional id first, then Write on each topic.
+    let txn_denied = req.transactional_id.as_ref().is_some_and(|id| {
+        !b.security.allows(
+            caller,
+            Operation::Write,
+            AclResource::TransactionalId,
+            &id.0,
+        )
+    });
     let view = b.metadata.view();
     let acks_ok = matches!(req.acks, -1..=1);
     let fenced = b.metadata.is_fenced();
@@ -66,11 +82,32 @@ pub fn stage(b: &Broker, version: i16, req: ProduceRequest) -> Staged {
         } else {
             ResponseError::UnknownTopicOrPartition
         };
+        let topic_denied = b.security.authorizer_enabled()
+            && !b.security.allows(
+                caller,
+                Operation::Write,
+                AclResource::Topic,
+                topic
+                    .as_ref()
+                    .map_or(t.name.0.as_str(), |m| m.name.as_str()),
+            );
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let idx = p.index;
             if !acks_ok {
                 parts.push(failed(idx, ResponseError::InvalidRequiredAcks, None));
+                continue;
+            }
+            if txn_denied {
+                parts.push(failed(
+                    idx,
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    None,
+                ));
+                continue;
+            }
+            if topic_denied {
+                parts.push(failed(idx, ResponseError::TopicAuthorizationFailed, None));
                 continue;
             }
             if req.transactional_id.is_some() {

@@ -138,10 +138,18 @@ async fn connect<'a>(
         // Longer than the leader's long-poll, like replica.socket.timeout.ms.
         let timeout =
             Duration::from_millis(b.config.replica_fetch_wait_max_ms.max(0) as u64 + 10_000);
-        match Connection::connect(&addr, timeout).await {
+        match Connection::connect_with(&addr, timeout, &b.security.inter_broker()).await {
             Ok(c) => *conn = Some(c),
             Err(e) => {
-                tracing::debug!(leader, %addr, error = %e, "cannot reach the leader");
+                if matches!(
+                    e,
+                    rivulet_admin_client::Error::Auth(_)
+                        | rivulet_admin_client::Error::Connect { .. }
+                ) {
+                    tracing::warn!(leader, %addr, error = %e, "cannot connect to the leader");
+                } else {
+                    tracing::debug!(leader, %addr, error = %e, "cannot reach the leader");
+                }
                 return None;
             }
         }

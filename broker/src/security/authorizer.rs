@@ -75,7 +75,7 @@ impl PatternType {
     }
 }
 
-/// Kafka's `AclOperation` (codes 2..=12).
+/// Kafka's `AclOperation` (codes 2..=14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
     All,
@@ -89,10 +89,12 @@ pub enum Operation {
     DescribeConfigs,
     AlterConfigs,
     IdempotentWrite,
+    CreateTokens,
+    DescribeTokens,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 13] = [
         Self::All,
         Self::Read,
         Self::Write,
@@ -104,6 +106,8 @@ impl Operation {
         Self::DescribeConfigs,
         Self::AlterConfigs,
         Self::IdempotentWrite,
+        Self::CreateTokens,
+        Self::DescribeTokens,
     ];
     pub fn code(self) -> i8 {
         match self {
@@ -118,6 +122,8 @@ impl Operation {
             Self::DescribeConfigs => 10,
             Self::AlterConfigs => 11,
             Self::IdempotentWrite => 12,
+            Self::CreateTokens => 13,
+            Self::DescribeTokens => 14,
         }
     }
     pub fn from_code(c: i8) -> Option<Self> {
@@ -137,6 +143,8 @@ impl Operation {
             Self::DescribeConfigs => "DescribeConfigs",
             Self::AlterConfigs => "AlterConfigs",
             Self::IdempotentWrite => "IdempotentWrite",
+            Self::CreateTokens => "CreateTokens",
+            Self::DescribeTokens => "DescribeTokens",
         }
     }
     pub fn from_zk_name(s: &str) -> Option<Self> {
@@ -162,6 +170,8 @@ impl Operation {
             Self::ClusterAction => &[Self::All, Self::ClusterAction],
             Self::AlterConfigs => &[Self::All, Self::AlterConfigs],
             Self::IdempotentWrite => &[Self::All, Self::IdempotentWrite],
+            Self::CreateTokens => &[Self::All, Self::CreateTokens],
+            Self::DescribeTokens => &[Self::All, Self::DescribeTokens],
             Self::All => &[Self::All],
         }
     }
@@ -261,6 +271,52 @@ pub fn authorize<'a>(
     }
     applicable.iter().any(|b| {
         b.entry.permission == Permission::Allow && matches_entry(&b.entry, op.granted_by())
+    })
+}
+
+/// Kafka's `authorizeByResourceType` (KIP-679): may `principal` do `op` on at least one
+/// resource of the type? True for super users, or when some ALLOW binding for the principal
+/// (or `User:*`) and host grants it and no DENY of it covers every name (a LITERAL `*` or a
+/// PREFIXED "" pattern).
+pub fn authorize_any<'a>(
+    cfg: &AuthorizerConfig,
+    acls: impl IntoIterator<Item = &'a AclBinding> + Clone,
+    principal: &KafkaPrincipal,
+    host: &str,
+    op: Operation,
+    resource_type: ResourceType,
+) -> bool {
+    let who = principal.to_string();
+    if cfg.super_users.contains(&who) {
+        return true;
+    }
+    let applies = |e: &AccessControlEntry| {
+        (e.principal == who || e.principal == WILDCARD_PRINCIPAL)
+            && (e.host == host || e.host == WILDCARD)
+    };
+    let of_type: Vec<&AclBinding> = acls
+        .into_iter()
+        .filter(|b| b.pattern.resource_type == resource_type)
+        .collect();
+    let denied_everywhere = of_type.iter().any(|b| {
+        b.entry.permission == Permission::Deny
+            && applies(&b.entry)
+            && [op, Operation::All].contains(&b.entry.operation)
+            && match b.pattern.pattern_type {
+                PatternType::Literal => b.pattern.name == WILDCARD,
+                PatternType::Prefixed => b.pattern.name.is_empty(),
+            }
+    });
+    if denied_everywhere {
+        return false;
+    }
+    if of_type.is_empty() {
+        return cfg.allow_everyone_if_no_acl_found;
+    }
+    of_type.iter().any(|b| {
+        b.entry.permission == Permission::Allow
+            && applies(&b.entry)
+            && op.granted_by().contains(&b.entry.operation)
     })
 }
 

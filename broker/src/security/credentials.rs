@@ -192,6 +192,58 @@ impl CredentialStore {
     }
 }
 
+impl CredentialStore {
+    /// Creates SCRAM-SHA-256 and SCRAM-SHA-512 credentials for `user` (4096 iterations, fresh
+    /// salts) where it has none yet; an existing credential is kept. Returns whether anything
+    /// was written. Cluster mode reads the coordinator first, so a user another broker created
+    /// is not overwritten.
+    pub async fn create_if_absent(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<bool, CredentialError> {
+        let existing: BTreeMap<ScramMechanism, ScramCredential> = match &self.backend {
+            Backend::Zk(sessions) => {
+                let client = sessions
+                    .borrow()
+                    .clone()
+                    .ok_or_else(|| CredentialError::Unavailable("no coordinator session".into()))?;
+                match client.get_data(&format!("{USERS_PATH}/{user}")).await {
+                    Ok((data, _)) => parse_user_config(
+                        &serde_json::from_slice::<ConfigZnode>(&data)
+                            .unwrap_or_default()
+                            .config,
+                    ),
+                    Err(zk::Error::NoNode) => BTreeMap::new(),
+                    Err(e) => return Err(zk_err("reading a user's config", e)),
+                }
+            }
+            _ => read(&self.users).get(user).cloned().unwrap_or_default(),
+        };
+        let missing: Vec<Alteration> = [ScramMechanism::Sha256, ScramMechanism::Sha512]
+            .into_iter()
+            .filter(|m| !existing.contains_key(m))
+            .map(|m| {
+                let salt = super::scram::random_bytes(32);
+                Alteration::Upsert(
+                    user.to_string(),
+                    m,
+                    m.credential(password.as_bytes(), &salt, 4096),
+                )
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        if let Backend::Zk(_) = &self.backend {
+            // `alter` merges into what this broker has loaded; start from the coordinator's.
+            write(&self.users).insert(user.to_string(), existing);
+        }
+        self.alter(missing).await?;
+        Ok(true)
+    }
+}
+
 fn read(l: &RwLock<Users>) -> std::sync::RwLockReadGuard<'_, Users> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -243,7 +295,7 @@ struct ConfigZnode {
 }
 
 fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Persistent.with_acls(crate::cluster::zk_acl::sensitive_acls())
 }
 
 fn zk_err(ctx: &str, e: zk::Error) -> CredentialError {
@@ -326,7 +378,8 @@ pub async fn notify_change(client: &zk::Client, entity_path: &str) -> Result<(),
         .create(
             &format!("{CHANGES_PATH}/{CHANGE_PREFIX}"),
             body.as_bytes(),
-            &zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all()),
+            &zk::CreateMode::PersistentSequential
+                .with_acls(crate::cluster::zk_acl::sensitive_acls()),
         )
         .await
         .map_err(|e| zk_err("writing a config change notification", e))?;

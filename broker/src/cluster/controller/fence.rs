@@ -41,11 +41,11 @@ impl From<zk::Error> for WriteError {
 }
 
 pub(crate) fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Persistent.with_acls(crate::cluster::zk_acl::default_acls())
 }
 
 fn ephemeral() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+    zk::CreateMode::Ephemeral.with_acls(crate::cluster::zk_acl::default_acls())
 }
 
 fn now_ms() -> String {
