@@ -197,3 +197,16 @@ def test_adopting_a_topic_keeps_the_config_the_spec_does_not_name(ns):
         return {k: v.value for k, v in entries.items()}
     wait_for("retention.ms set", lambda: configs()["retention.ms"] == "7200000")
     assert configs()["segment.ms"] == "3600000"
+
+
+def test_reverts_do_not_loop(ns):
+    """Each edit was reverted once: no object keeps drifting against the real API server."""
+    time.sleep(20)
+    seen = {}
+    for e in events(ns, "DriftReverted"):
+        name = (e.get("related") or {}).get("name")
+        count = 1 + ((e.get("series") or {}).get("count") or 0)
+        seen[name] = seen.get(name, 0) + count
+    assert set(seen) <= {f"{CLUSTER}-broker-z0", f"{CLUSTER}-broker-z1", f"{CLUSTER}-broker-z2"}, seen
+    assert all(n <= 3 for n in seen.values()), seen
+    assert cluster_ready(ns)
