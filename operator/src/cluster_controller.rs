@@ -386,6 +386,21 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
                 .await;
             }
         }
+        // Keys someone else added to a map the operator owns whole (the broker ConfigMap's
+        // data): server-side apply leaves them, so they are removed first.
+        let extras = obs
+            .live_of(d.kind, &d.name)
+            .map(|l| crate::drift::extra_keys(d.kind, &d.value, l))
+            .unwrap_or_default();
+        if !extras.is_empty() {
+            let mut patch = json!({});
+            for (map, key) in &extras {
+                patch[*map][key] = serde_json::Value::Null;
+            }
+            api(ctx, &ns, d.kind)
+                .patch(&d.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
         api(ctx, &ns, d.kind)
             .patch(&d.name, &pp, &Patch::Apply(&d.value))
             .await?;

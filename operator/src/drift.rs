@@ -9,7 +9,8 @@
 //! - whatever the live object has beyond that is ignored: server defaults (`protocol: TCP`,
 //!   `scheme: HTTP`, `status`, `managedFields`, …) and fields other managers own (extra
 //!   labels, annotations, env entries added by someone else — server-side apply with our field
-//!   manager would not remove them either);
+//!   manager would not remove them either) — except keys added to an [`EXACT_MAPS`] map (the
+//!   broker ConfigMap's `data`), which the apply step removes;
 //! - lists whose items all carry a `name` are matched by name (containers, env, ports, volume
 //!   mounts, owner references), other lists item by item and must have the same length, lists
 //!   of scalars must be equal;
@@ -52,8 +53,37 @@ pub fn drifted_objects<'a>(
             if hash != Some(d.applied_hash()) || l["metadata"]["deletionTimestamp"].is_string() {
                 return None;
             }
-            let paths = drifted_paths(&d.value, l);
+            let mut paths = drifted_paths(&d.value, l);
+            paths.extend(
+                extra_keys(d.kind, &d.value, l)
+                    .into_iter()
+                    .map(|(map, key)| join(map, &key)),
+            );
             (!paths.is_empty()).then_some((d, paths))
+        })
+        .collect()
+}
+
+/// Maps the operator owns whole, where a key someone else added is drift too: the broker
+/// ConfigMap's `data` becomes the brokers' environment (`envFrom`), so an extra key there
+/// would reach the brokers without validation.
+pub const EXACT_MAPS: &[(ObjKind, &str)] = &[(ObjKind::ConfigMap, "data")];
+
+/// Keys of the [`EXACT_MAPS`] of `live` that `desired` doesn't have, as (map, key). Server-side
+/// apply doesn't remove keys another field manager added, so the apply step removes these
+/// explicitly (a merge patch setting them to null).
+pub fn extra_keys(kind: ObjKind, desired: &Value, live: &Value) -> Vec<(&'static str, String)> {
+    EXACT_MAPS
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .flat_map(|(_, map)| {
+            let want = desired[*map].as_object();
+            live[*map]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter(move |key| !want.is_some_and(|w| w.contains_key(*key)))
+                .map(move |key| (*map, key.clone()))
         })
         .collect()
 }
@@ -418,6 +448,28 @@ mod tests {
             .map(|(o, p)| (o.name.as_str(), p.clone()))
             .collect();
         assert_eq!(names, vec![("a", vec!["spec.replicas".to_string()])]);
+    }
+
+    #[test]
+    fn extra_config_map_keys_are_drift_extra_labels_are_not() {
+        let desired = json!({"metadata": {"name": "cfg", "labels": {"a": "1"}, "annotations": {APPLIED_HASH: "h"}},
+                             "data": {"RIVULET_LOG_LEVEL": "info"}});
+        let mut live = desired.clone();
+        live["metadata"]["labels"]["b"] = json!("2");
+        let d = vec![obj(ObjKind::ConfigMap, "cfg", desired.clone())];
+        assert!(drifted_objects(&d, |_, _| Some(&live)).is_empty());
+        live["data"]["RIVULET_NUM_PARTITIONS"] = json!("7");
+        let found = drifted_objects(&d, |_, _| Some(&live));
+        assert_eq!(found[0].1, vec!["data.RIVULET_NUM_PARTITIONS".to_string()]);
+        assert_eq!(
+            extra_keys(ObjKind::ConfigMap, &desired, &live),
+            vec![("data", "RIVULET_NUM_PARTITIONS".to_string())]
+        );
+        // Other kinds have no exact maps: a StatefulSet's extra fields are others'.
+        assert!(extra_keys(ObjKind::StatefulSet, &desired, &live).is_empty());
+        // A desired ConfigMap without data: every live key is extra.
+        let bare = json!({"metadata": {"name": "cfg"}});
+        assert_eq!(extra_keys(ObjKind::ConfigMap, &bare, &live).len(), 2);
     }
 
     #[test]

@@ -135,6 +135,17 @@ def test_label_and_env_edits_are_reverted_and_others_fields_kept(ns):
     wait_for("cluster Ready again", lambda: cluster_ready(ns), timeout=300)
 
 
+def test_a_key_added_to_the_broker_config_map_is_removed(ns):
+    cm = f"{CLUSTER}-broker-config"
+    kubectl("patch", "configmap", cm, "-n", ns, "--type=merge", "-p",
+            json.dumps({"data": {"RIVULET_NUM_PARTITIONS": "7", "RIVULET_LOG_LEVEL": "debug"}}))
+    wait_for("extra key removed", lambda: "RIVULET_NUM_PARTITIONS" not in get("configmap", cm, ns)["data"],
+             timeout=120)
+    assert get("configmap", cm, ns)["data"]["RIVULET_LOG_LEVEL"] == "info"
+    notes = wait_for("DriftReverted event (ConfigMap)", lambda: drift_events(ns, cm), timeout=60)
+    assert any("data.RIVULET_NUM_PARTITIONS" in n for n in notes), notes
+
+
 def topic(name, spec) -> dict:
     return {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic", "metadata": {"name": name}, "spec": spec}
 
@@ -207,6 +218,7 @@ def test_reverts_do_not_loop(ns):
         name = (e.get("related") or {}).get("name")
         count = 1 + ((e.get("series") or {}).get("count") or 0)
         seen[name] = seen.get(name, 0) + count
-    assert set(seen) <= {f"{CLUSTER}-broker-z0", f"{CLUSTER}-broker-z1", f"{CLUSTER}-broker-z2"}, seen
+    assert set(seen) <= {f"{CLUSTER}-broker-z0", f"{CLUSTER}-broker-z1", f"{CLUSTER}-broker-z2",
+                         f"{CLUSTER}-broker-config"}, seen
     assert all(n <= 3 for n in seen.values()), seen
     assert cluster_ready(ns)
