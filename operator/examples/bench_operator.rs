@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         noops.push(start.elapsed());
     }
     println!(
-        "KafkaCluster create -> all 10 objects applied: median {:?} (20 runs)",
+        "KafkaCluster create -> all 11 objects applied: median {:?} (20 runs)",
         median(creates)
     );
     println!(

@@ -219,6 +219,20 @@ fn pvc_template(size: &str, class: Option<&String>) -> Value {
     json!({"metadata": {"name": "data"}, "spec": spec})
 }
 
+/// Coordinator pods a voluntary disruption (an eviction by `kubectl drain`, the cluster
+/// autoscaler) may take down at once. A single coordinator gets 0: every broker depends on it
+/// (registration, leader election, ISR changes; a broker that loses its session stops leading),
+/// so evicting it is a cluster-wide outage, and a drain of its node blocks until an operator
+/// deletes the pod by hand at a time they choose. An ensemble of `n` keeps its quorum with
+/// `(n - 1) / 2` members down.
+pub fn coordinator_max_unavailable(replicas: i32) -> i32 {
+    if replicas <= 1 {
+        0
+    } else {
+        (replicas - 1) / 2
+    }
+}
+
 /// The coordinator's container command and args (the pod contract test runs exactly these).
 pub fn coordinator_command() -> (Vec<String>, Vec<String>) {
     (
@@ -301,6 +315,19 @@ pub fn build_cluster_with_image(kc: &KafkaCluster, default_image: &str) -> Clust
                 "type": "ClusterIP",
                 "selector": coord_sel,
                 "ports": [{"name": "client", "port": COORDINATOR_CLIENT_PORT, "targetPort": "client"}],
+            },
+        }),
+    ));
+    // Coordinator PodDisruptionBudget: see coordinator_max_unavailable.
+    objects.push(DesiredObject::new(
+        ObjKind::PodDisruptionBudget,
+        json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": metadata(kc, &coord, "coordinator"),
+            "spec": {
+                "maxUnavailable": coordinator_max_unavailable(spec.coordinator.replicas),
+                "selector": {"matchLabels": coord_sel},
             },
         }),
     ));

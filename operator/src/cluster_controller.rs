@@ -54,6 +54,8 @@ pub struct Observed {
     pub hashes: Vec<((ObjKind, String), Option<String>)>,
     /// Live StatefulSets, by name.
     pub statefulsets: Vec<StatefulSet>,
+    /// Every live object, as JSON, by (kind, name): what drift compares.
+    pub live: Vec<((ObjKind, String), serde_json::Value)>,
 }
 
 impl Observed {
@@ -62,6 +64,13 @@ impl Observed {
             .iter()
             .find(|((k, n), _)| *k == kind && n == name)
             .map(|(_, h)| h.as_deref())
+    }
+    /// The live JSON of an object.
+    pub fn live_of(&self, kind: ObjKind, name: &str) -> Option<&serde_json::Value> {
+        self.live
+            .iter()
+            .find(|((k, n), _)| *k == kind && n == name)
+            .map(|(_, v)| v)
     }
     fn sts(&self, name: &str) -> Option<&StatefulSet> {
         self.statefulsets
@@ -101,6 +110,9 @@ async fn observe(ctx: &Ctx, ns: &str, desired: &[DesiredObject]) -> Result<Obser
         if let Some(h) = hash {
             obs.hashes.push(((d.kind, d.name.clone()), h));
         }
+        if let Some(v) = live.and_then(|l| serde_json::to_value(l).ok()) {
+            obs.live.push(((d.kind, d.name.clone()), v));
+        }
     }
     Ok(obs)
 }
@@ -137,6 +149,25 @@ pub fn plan(
         }
     }
     (writes, held)
+}
+
+/// Adds to `writes` the objects whose live fields drifted from the desired ones (see
+/// [`crate::drift`]); returns them with the drifted paths, for Events. Objects already written
+/// (or held) by `plan()` are not touched here: their hash differs, so they aren't checked.
+pub fn revert_drift(
+    desired: &[DesiredObject],
+    obs: &Observed,
+    writes: &mut Vec<DesiredObject>,
+) -> Vec<(DesiredObject, Vec<String>)> {
+    let found = crate::drift::drifted_objects(desired, |k, n| obs.live_of(k, n));
+    let mut reverts = Vec::new();
+    for (d, paths) in found {
+        if !writes.iter().any(|w| w.kind == d.kind && w.name == d.name) {
+            writes.push(d.clone());
+            reverts.push((d.clone(), paths));
+        }
+    }
+    reverts
 }
 
 /// The claim templates as the API server compares them: (name, requested bytes, class,
@@ -318,7 +349,10 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     // Build (pure), dereference, plan, apply.
     let built = build_cluster_with_image(kc, &ctx.broker_image);
     let obs = observe(ctx, &ns, &built.objects).await?;
-    let (writes, mut held) = plan(&built.objects, &obs, &name, kc.spec.zones.len());
+    let (mut writes, mut held) = plan(&built.objects, &obs, &name, kc.spec.zones.len());
+    // Drift: objects plan() leaves alone (applied hash unchanged) whose live fields were edited
+    // are applied again, with an Event naming the fields.
+    let reverts = revert_drift(&built.objects, &obs, &mut writes);
     // Storage first: claims grow in place (manual size increase and autoscaling alike) before
     // a StatefulSet is recreated with the new claim template.
     let storage = reconcile_storage(kc, ctx, &mut status.conditions).await?;
@@ -352,20 +386,56 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
                 .await;
             }
         }
+        // Keys someone else added to a map the operator owns whole (the broker ConfigMap's
+        // data): server-side apply leaves them, so they are removed first.
+        let extras = obs
+            .live_of(d.kind, &d.name)
+            .map(|l| crate::drift::extra_keys(d.kind, &d.value, l))
+            .unwrap_or_default();
+        if !extras.is_empty() {
+            let mut patch = json!({});
+            for (map, key) in &extras {
+                patch[*map][key] = serde_json::Value::Null;
+            }
+            api(ctx, &ns, d.kind)
+                .patch(&d.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
         api(ctx, &ns, d.kind)
             .patch(&d.name, &pp, &Patch::Apply(&d.value))
             .await?;
-        let verb = if existed { "Updated" } else { "Created" };
-        info!(cluster = %name, kind = ?d.kind, object = %d.name, "{verb}");
-        ctx.event_about(
-            kc,
-            false,
-            verb,
-            "Apply",
-            format!("{verb} {:?} {}", d.kind, d.name),
-            Some(d.object_ref()),
-        )
-        .await;
+        if let Some((_, paths)) = reverts
+            .iter()
+            .find(|(o, _)| o.name == d.name && o.kind == d.kind)
+        {
+            warn!(cluster = %name, kind = ?d.kind, object = %d.name, fields = %paths.join(", "), "drift reverted");
+            ctx.event_about(
+                kc,
+                true,
+                "DriftReverted",
+                "Apply",
+                format!(
+                    "{:?} {} was edited outside the operator; reverted {}",
+                    d.kind,
+                    d.name,
+                    paths.join(", ")
+                ),
+                Some(d.object_ref()),
+            )
+            .await;
+        } else {
+            let verb = if existed { "Updated" } else { "Created" };
+            info!(cluster = %name, kind = ?d.kind, object = %d.name, "{verb}");
+            ctx.event_about(
+                kc,
+                false,
+                verb,
+                "Apply",
+                format!("{verb} {:?} {}", d.kind, d.name),
+                Some(d.object_ref()),
+            )
+            .await;
+        }
         written.push(d.clone());
     }
     let writes = written;

@@ -520,11 +520,24 @@ pub struct BrokerStatus {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.topicName) == has(oldSelf.topicName)",
+        "message": "topicName can't be added or removed after creation (it names the Kafka topic)"
+    },
+    {
+        "rule": "self.clusterRef.name == oldSelf.clusterRef.name",
+        "message": "clusterRef is immutable"
+    }
+]))]
 pub struct KafkaTopicSpec {
-    /// The KafkaCluster (same namespace) that holds the topic.
+    /// The KafkaCluster (same namespace) that holds the topic. Can't change.
     pub cluster_ref: ClusterRef,
 
-    /// Kafka topic name; `metadata.name` when absent. Can't change once set.
+    /// Kafka topic name; `metadata.name` when absent. Can't change, be added or be removed
+    /// once the resource exists. One KafkaTopic manages a Kafka topic: the one created first
+    /// (`metadata.creationTimestamp`, then name); a later one naming the same topic on the same
+    /// cluster is refused (`Ready=False`, reason `TopicClaimed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
     #[schemars(extend("x-kubernetes-validations" = [{
@@ -542,8 +555,11 @@ pub struct KafkaTopicSpec {
     #[schemars(range(min = 1, max = 32))]
     pub replication_factor: i16,
 
-    /// Topic configuration with Kafka key names (for example `retention.ms`). Keys set here are
-    /// enforced; changes made outside the resource are reverted on the next resync.
+    /// Topic configuration with Kafka key names (for example `retention.ms`; the accepted keys
+    /// are listed in docs/operator.md). Keys set here are enforced: changes made outside the
+    /// resource are reverted on the next resync. On a topic this resource created, topic-level
+    /// keys it doesn't name are removed; on an adopted topic (one that existed before) they are
+    /// kept, and only keys this resource set and no longer names are removed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 
@@ -597,6 +613,14 @@ pub struct KafkaTopicStatus {
     /// Replication factor of the topic in the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_factor: Option<i32>,
+    /// True when the topic existed before this resource (adopted): its topic-level config that
+    /// the spec doesn't name is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
+    /// The config keys this resource has set: a key removed from the spec is removed from the
+    /// topic only when it is listed here (or when the topic isn't adopted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_config: Vec<String>,
 }
 
 impl KafkaTopic {

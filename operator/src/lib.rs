@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 pub mod crdgen;
+pub mod drift;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -48,11 +48,16 @@ pub enum ValueKind {
     NonNegativeOrUnlimited,
     /// Integer >= the bound.
     AtLeast(i64),
+    /// Integer within the bounds (inclusive).
+    Range(i64, i64),
     /// One of the listed words.
     OneOf(&'static [&'static str]),
 }
 
-/// Kafka config key → the broker's environment variable and the value it takes.
+/// Kafka config key → the broker's environment variable (the flag of the same name,
+/// `RIVULET_LOG_RETENTION_MS` = `--log-retention-ms`) and the values it takes: exactly the
+/// broker's own bounds. The one list of cluster-level config `spec.config` accepts;
+/// `tests/config_surface.rs` keeps it, the broker's flags and docs/operator.md in step.
 pub const BROKER_CONFIG_KEYS: &[(&str, &str, ValueKind)] = &[
     (
         "auto.create.topics.enable",
@@ -60,29 +65,64 @@ pub const BROKER_CONFIG_KEYS: &[(&str, &str, ValueKind)] = &[
         ValueKind::Bool,
     ),
     (
-        "num.partitions",
-        "RIVULET_NUM_PARTITIONS",
-        ValueKind::Positive,
+        "auto.leader.rebalance.enable",
+        "RIVULET_AUTO_LEADER_REBALANCE_ENABLE",
+        ValueKind::Bool,
+    ),
+    (
+        "connection.failed.authentication.delay.ms",
+        "RIVULET_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS",
+        ValueKind::Range(0, 60_000),
+    ),
+    (
+        "connections.max.reauth.ms",
+        "RIVULET_CONNECTIONS_MAX_REAUTH_MS",
+        ValueKind::NonNegative,
+    ),
+    (
+        "controlled.shutdown.enable",
+        "RIVULET_CONTROLLED_SHUTDOWN_ENABLE",
+        ValueKind::Bool,
     ),
     (
         "default.replication.factor",
         "RIVULET_DEFAULT_REPLICATION_FACTOR",
+        ValueKind::Range(1, I16_MAX),
+    ),
+    (
+        "group.initial.rebalance.delay.ms",
+        "RIVULET_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        ValueKind::NonNegative,
+    ),
+    (
+        "group.max.session.timeout.ms",
+        "RIVULET_GROUP_MAX_SESSION_TIMEOUT_MS",
         ValueKind::Positive,
     ),
     (
-        "log.segment.bytes",
-        "RIVULET_LOG_SEGMENT_BYTES",
+        "group.max.size",
+        "RIVULET_GROUP_MAX_SIZE",
+        ValueKind::NonNegative,
+    ),
+    (
+        "group.min.session.timeout.ms",
+        "RIVULET_GROUP_MIN_SESSION_TIMEOUT_MS",
         ValueKind::Positive,
     ),
     (
-        "log.retention.ms",
-        "RIVULET_LOG_RETENTION_MS",
-        ValueKind::NonNegativeOrUnlimited,
+        "leader.imbalance.check.interval.seconds",
+        "RIVULET_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+        ValueKind::Positive,
     ),
     (
-        "log.retention.bytes",
-        "RIVULET_LOG_RETENTION_BYTES",
-        ValueKind::NonNegativeOrUnlimited,
+        "leader.imbalance.per.broker.percentage",
+        "RIVULET_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE",
+        ValueKind::Range(0, 100),
+    ),
+    (
+        "log.cleaner.backoff.ms",
+        "RIVULET_LOG_CLEANER_BACKOFF_MS",
+        ValueKind::AtLeast(10),
     ),
     (
         "log.flush.interval.messages",
@@ -92,18 +132,220 @@ pub const BROKER_CONFIG_KEYS: &[(&str, &str, ValueKind)] = &[
     (
         "log.flush.interval.ms",
         "RIVULET_LOG_FLUSH_INTERVAL_MS",
-        ValueKind::NonNegative,
+        ValueKind::Positive,
+    ),
+    (
+        "log.flush.scheduler.interval.ms",
+        "RIVULET_LOG_FLUSH_SCHEDULER_INTERVAL_MS",
+        ValueKind::Positive,
+    ),
+    (
+        "log.index.interval.bytes",
+        "RIVULET_LOG_INDEX_INTERVAL_BYTES",
+        ValueKind::Range(1, U32_MAX),
+    ),
+    (
+        "log.message.timestamp.type",
+        "RIVULET_LOG_MESSAGE_TIMESTAMP_TYPE",
+        ValueKind::OneOf(&["CreateTime", "LogAppendTime"]),
+    ),
+    (
+        "log.retention.bytes",
+        "RIVULET_LOG_RETENTION_BYTES",
+        ValueKind::NonNegativeOrUnlimited,
+    ),
+    (
+        "log.retention.check.interval.ms",
+        "RIVULET_LOG_RETENTION_CHECK_INTERVAL_MS",
+        ValueKind::AtLeast(10),
+    ),
+    (
+        "log.retention.ms",
+        "RIVULET_LOG_RETENTION_MS",
+        ValueKind::NonNegativeOrUnlimited,
+    ),
+    ("log.roll.ms", "RIVULET_LOG_SEGMENT_MS", ValueKind::Positive),
+    (
+        "log.segment.bytes",
+        "RIVULET_LOG_SEGMENT_BYTES",
+        ValueKind::Range(1024, I32_MAX),
     ),
     (
         "message.max.bytes",
         "RIVULET_MESSAGE_MAX_BYTES",
+        ValueKind::Range(64, I32_MAX),
+    ),
+    (
+        "min.insync.replicas",
+        "RIVULET_MIN_INSYNC_REPLICAS",
+        ValueKind::Range(1, I32_MAX),
+    ),
+    (
+        "num.partitions",
+        "RIVULET_NUM_PARTITIONS",
+        ValueKind::Range(1, 100_000),
+    ),
+    (
+        "offset.metadata.max.bytes",
+        "RIVULET_OFFSET_METADATA_MAX_BYTES",
+        ValueKind::NonNegative,
+    ),
+    (
+        "offsets.topic.num.partitions",
+        "RIVULET_OFFSETS_TOPIC_NUM_PARTITIONS",
+        ValueKind::Range(1, 1000),
+    ),
+    (
+        "offsets.topic.replication.factor",
+        "RIVULET_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        ValueKind::Range(1, I16_MAX),
+    ),
+    (
+        "replica.fetch.backoff.ms",
+        "RIVULET_REPLICA_FETCH_BACKOFF_MS",
         ValueKind::Positive,
+    ),
+    (
+        "replica.fetch.max.bytes",
+        "RIVULET_REPLICA_FETCH_MAX_BYTES",
+        ValueKind::Range(1024, I32_MAX),
+    ),
+    (
+        "replica.fetch.response.max.bytes",
+        "RIVULET_REPLICA_FETCH_RESPONSE_MAX_BYTES",
+        ValueKind::Range(1024, I32_MAX),
+    ),
+    (
+        "replica.fetch.wait.max.ms",
+        "RIVULET_REPLICA_FETCH_WAIT_MAX_MS",
+        ValueKind::Range(0, I32_MAX),
+    ),
+    (
+        "replica.high.watermark.checkpoint.interval.ms",
+        "RIVULET_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS",
+        ValueKind::AtLeast(10),
+    ),
+    (
+        "replica.lag.time.max.ms",
+        "RIVULET_REPLICA_LAG_TIME_MAX_MS",
+        ValueKind::AtLeast(100),
     ),
     (
         "socket.request.max.bytes",
         "RIVULET_SOCKET_REQUEST_MAX_BYTES",
-        ValueKind::Positive,
+        ValueKind::Range(1024, I32_MAX),
     ),
+    (
+        "unclean.leader.election.enable",
+        "RIVULET_UNCLEAN_LEADER_ELECTION_ENABLE",
+        ValueKind::Bool,
+    ),
+    (
+        "zookeeper.session.timeout.ms",
+        "RIVULET_COORDINATOR_SESSION_TIMEOUT_MS",
+        ValueKind::Range(1000, 600_000),
+    ),
+];
+
+const I16_MAX: i64 = i16::MAX as i64;
+const I32_MAX: i64 = i32::MAX as i64;
+const U32_MAX: i64 = u32::MAX as i64;
+
+/// Broker settings `spec.config` does not reach, and why: the operator sets them itself (or
+/// they belong to another part of the spec). Every broker flag is either here or mapped in
+/// [`BROKER_CONFIG_KEYS`]; `tests/config_surface.rs` checks that.
+pub const BROKER_SETTINGS_NOT_IN_CONFIG: &[(&str, &str)] = &[
+    ("RIVULET_BROKER_ID", "the pod's ordinal (broker.id)"),
+    ("RIVULET_LISTEN_ADDR", "set by the operator (listeners)"),
+    (
+        "RIVULET_ADVERTISED_ADDR",
+        "set by the operator (advertised.listeners)",
+    ),
+    (
+        "RIVULET_LISTENERS",
+        "listeners are the operator's (security)",
+    ),
+    (
+        "RIVULET_ADVERTISED_LISTENERS",
+        "listeners are the operator's (security)",
+    ),
+    (
+        "RIVULET_LISTENER_SECURITY_PROTOCOL_MAP",
+        "listeners are the operator's (security)",
+    ),
+    (
+        "RIVULET_INTER_BROKER_LISTENER_NAME",
+        "listeners are the operator's (security)",
+    ),
+    (
+        "RIVULET_SSL_CERT_FILE",
+        "TLS material is mounted by the operator",
+    ),
+    (
+        "RIVULET_SSL_KEY_FILE",
+        "TLS material is mounted by the operator",
+    ),
+    (
+        "RIVULET_SSL_CA_FILE",
+        "TLS material is mounted by the operator",
+    ),
+    (
+        "RIVULET_SSL_CLIENT_AUTH",
+        "listener security is the operator's",
+    ),
+    (
+        "RIVULET_SSL_RELOAD_INTERVAL_MS",
+        "TLS material is mounted by the operator",
+    ),
+    (
+        "RIVULET_SASL_ENABLED_MECHANISMS",
+        "listener security is the operator's",
+    ),
+    (
+        "RIVULET_ADMIN_ADDR",
+        "set by the operator (probes and metrics port)",
+    ),
+    (
+        "RIVULET_DATA_DIR",
+        "set by the operator (log.dirs, the PVC mount)",
+    ),
+    ("RIVULET_RACK", "the zone (broker.rack)"),
+    (
+        "RIVULET_COORDINATOR",
+        "the cluster's coordinator (zookeeper.connect)",
+    ),
+    ("RIVULET_LOG_LEVEL", "spec.logLevel"),
+    ("RIVULET_LOG_FORMAT", "json in pods"),
+    (
+        "RIVULET_SHUTDOWN_TIMEOUT_SECS",
+        "inside the pod's termination grace period",
+    ),
+    (
+        "RIVULET_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+        "inside the pod's termination grace period",
+    ),
+];
+
+/// Topic-level config keys a KafkaTopic's `spec.config` accepts: the broker's topic configs
+/// (its `topic_config::TOPIC_CONFIGS`, checked by `tests/config_surface.rs`). Values are the
+/// broker's to check: it refuses bad ones with a message that lands in the topic's condition.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Keys the operator sets itself; users can't override them.
@@ -134,6 +376,10 @@ pub fn check_value(kind: ValueKind, value: &str) -> Result<(), String> {
         ValueKind::NonNegative => value.parse::<i64>().map(|v| v >= 0).unwrap_or(false),
         ValueKind::NonNegativeOrUnlimited => value.parse::<i64>().map(|v| v >= -1).unwrap_or(false),
         ValueKind::AtLeast(min) => value.parse::<i64>().map(|v| v >= min).unwrap_or(false),
+        ValueKind::Range(min, max) => value
+            .parse::<i64>()
+            .map(|v| (min..=max).contains(&v))
+            .unwrap_or(false),
         ValueKind::OneOf(words) => words.contains(&value),
     };
     if ok {
@@ -145,6 +391,7 @@ pub fn check_value(kind: ValueKind, value: &str) -> Result<(), String> {
         ValueKind::NonNegative => "expected an integer >= 0".into(),
         ValueKind::NonNegativeOrUnlimited => "expected an integer >= 0, or -1 for unlimited".into(),
         ValueKind::AtLeast(min) => format!("expected an integer >= {min}"),
+        ValueKind::Range(min, max) => format!("expected an integer from {min} to {max}"),
         ValueKind::OneOf(words) => format!("expected one of {}", words.join(", ")),
     })
 }

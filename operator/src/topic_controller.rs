@@ -7,16 +7,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use rivulet_admin_client::{AdminClient, SOURCE_TOPIC_CONFIG};
+use rivulet_admin_client::{AdminClient, ConfigEntry, SOURCE_TOPIC_CONFIG};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::conditions::set_condition;
 use crate::context::Ctx;
 use crate::crd::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus};
+use crate::presets::TOPIC_CONFIG_KEYS;
 
 pub const CONTROLLER: &str = "kafkatopic";
 pub const FINALIZER: &str = "rivulet.dev/topic-cleanup";
@@ -156,7 +157,20 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
         if !kt.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(Action::await_change());
         }
-        if kt.spec.deletion_policy == DeletionPolicy::Delete {
+        let all = api.list(&ListParams::default()).await?.items;
+        if let Some(other) = claim_owner(kt, &all).filter(|o| !same_resource(o, kt)) {
+            ctx.event(
+                kt,
+                false,
+                "NotOwner",
+                "Delete",
+                format!(
+                    "topic {topic} is managed by KafkaTopic {}; left as it is",
+                    other.name_any()
+                ),
+            )
+            .await;
+        } else if kt.spec.deletion_policy == DeletionPolicy::Delete {
             match bootstrap(ctx, &ns, kt).await? {
                 Ok(addr) => {
                     let mut admin = AdminClient::connect(&addr, ADMIN_TIMEOUT).await?;
@@ -211,6 +225,38 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
     let mut status = kt.status.clone().unwrap_or_default();
     status.observed_generation = g;
     status.topic_name = Some(topic.clone());
+
+    // Refusals that need no cluster: unknown config keys, a topic another resource manages.
+    let mut refusal = None;
+    let unknown = unknown_config_keys(&kt.spec.config);
+    if !unknown.is_empty() {
+        refusal = Some((
+            "InvalidConfig".to_string(),
+            format!(
+                "spec.config has keys the broker doesn't support as topic config: {} (supported: {})",
+                unknown.join(", "),
+                TOPIC_CONFIG_KEYS.join(", ")
+            ),
+        ));
+    } else if let Some(owner) = claim_owner(kt, &api.list(&ListParams::default()).await?.items)
+        .filter(|o| !same_resource(o, kt))
+        .cloned()
+    {
+        refusal = Some((
+            "TopicClaimed".to_string(),
+            format!(
+                "Kafka topic {topic} on KafkaCluster {} is managed by KafkaTopic {} (created first); this resource is not applied",
+                kt.spec.cluster_ref.name,
+                owner.name_any()
+            ),
+        ));
+    }
+    if let Some((reason, msg)) = refusal {
+        refuse(ctx, kt, &mut status, &reason, &msg).await;
+        write_status(ctx, kt, status).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+
     let addr = match bootstrap(ctx, &ns, kt).await? {
         Ok(a) => a,
         Err((reason, msg)) => {
@@ -236,9 +282,18 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
                 "created topic {topic} with {} partitions, replication factor {}",
                 kt.spec.partitions, kt.spec.replication_factor
             ));
+            status.adopted = Some(false);
             admin.describe_topic(&topic).await?
         }
         Some(t) => {
+            // First sight of a topic this resource didn't create: adopted, so its config that
+            // the spec doesn't name stays. (Unknown means adopted: the careful side.)
+            let adopted = *status.adopted.get_or_insert(true);
+            if adopted && status.topic_id.is_none() {
+                out.changes.push(format!(
+                    "adopted existing topic {topic}; its config not named in spec.config is kept"
+                ));
+            }
             if kt.spec.partitions > t.partitions {
                 admin.create_partitions(&topic, kt.spec.partitions).await?;
                 out.changes.push(format!(
@@ -263,7 +318,15 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
                     ),
                 ));
             }
-            sync_config(&mut admin, &topic, &kt.spec.config, &mut out).await?;
+            sync_config(
+                &mut admin,
+                &topic,
+                &kt.spec.config,
+                adopted,
+                &status.managed_config,
+                &mut out,
+            )
+            .await?;
             admin.describe_topic(&topic).await?
         }
     };
@@ -272,6 +335,7 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
         info!(topic = %topic, "{c}");
         ctx.event(kt, false, "Applied", "Apply", c.clone()).await;
     }
+    status.managed_config = kt.spec.config.keys().cloned().collect();
     if let Some(t) = &info {
         status.topic_id = (!t.id.is_empty()).then(|| t.id.clone());
         status.partitions = Some(t.partitions);
@@ -302,16 +366,86 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
             .map(|r| r.1.clone())
             .collect::<Vec<_>>()
             .join("; ");
-        set_condition(&mut status.conditions, "Ready", false, &reason, &msg, g);
-        let newly = !crate::conditions::get(&status.conditions, "Degraded")
-            .is_some_and(|c| c.status == "True" && c.message == msg);
-        set_condition(&mut status.conditions, "Degraded", true, &reason, &msg, g);
-        if newly {
-            ctx.event(kt, true, &reason, "Validate", msg).await;
-        }
+        refuse(ctx, kt, &mut status, &reason, &msg).await;
     }
     write_status(ctx, kt, status).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Ready=False and Degraded=True with `reason`; a Warning Event when the message is new.
+async fn refuse(
+    ctx: &Ctx,
+    kt: &KafkaTopic,
+    status: &mut KafkaTopicStatus,
+    reason: &str,
+    msg: &str,
+) {
+    let g = kt.metadata.generation;
+    set_condition(&mut status.conditions, "Ready", false, reason, msg, g);
+    let newly = !crate::conditions::get(&status.conditions, "Degraded")
+        .is_some_and(|c| c.status == "True" && c.message == msg);
+    set_condition(&mut status.conditions, "Degraded", true, reason, msg, g);
+    if newly {
+        ctx.event(kt, true, reason, "Validate", msg.to_string())
+            .await;
+    }
+}
+
+/// Keys of `config` that aren't topic configs the broker knows.
+pub fn unknown_config_keys(config: &BTreeMap<String, String>) -> Vec<String> {
+    config
+        .keys()
+        .filter(|k| !TOPIC_CONFIG_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn same_resource(a: &KafkaTopic, b: &KafkaTopic) -> bool {
+    a.metadata.name == b.metadata.name && a.metadata.namespace == b.metadata.namespace
+}
+
+/// The KafkaTopic that manages `kt`'s Kafka topic among `all` (one namespace): of those naming
+/// the same cluster and topic, the one created first (creation time, then name; ties on time
+/// are common, timestamps have second resolution). Ownership is therefore recorded by the API
+/// server itself and never moves while the owner exists: `clusterRef` and `topicName` are
+/// immutable. A resource being deleted still owns until it is gone. `None` only when `all`
+/// doesn't hold `kt` and no other claimant.
+pub fn claim_owner<'a>(kt: &'a KafkaTopic, all: &'a [KafkaTopic]) -> Option<&'a KafkaTopic> {
+    let topic = kt.topic_name();
+    all.iter()
+        .chain(std::iter::once(kt))
+        .filter(|o| o.spec.cluster_ref.name == kt.spec.cluster_ref.name && o.topic_name() == topic)
+        .min_by(|a, b| {
+            (&a.metadata.creation_timestamp, &a.metadata.name)
+                .cmp(&(&b.metadata.creation_timestamp, &b.metadata.name))
+        })
+}
+
+/// What to change in a topic's config: keys to set (those the spec names whose value differs)
+/// and keys to remove. Removed are topic-level keys the spec doesn't name — all of them on a
+/// topic this resource created, only those it set earlier (`managed`) on an adopted one.
+pub fn config_changes(
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, ConfigEntry>,
+    adopted: bool,
+    managed: &[String],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let set = want
+        .iter()
+        .filter(|(k, v)| have.get(*k).and_then(|e| e.value.as_deref()) != Some(v.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let delete = have
+        .iter()
+        .filter(|(k, e)| {
+            e.source == SOURCE_TOPIC_CONFIG
+                && !e.read_only
+                && !want.contains_key(*k)
+                && (!adopted || managed.contains(k))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    (set, delete)
 }
 
 fn is_unknown_topic(e: &rivulet_admin_client::Error) -> bool {
@@ -321,26 +455,18 @@ fn is_unknown_topic(e: &rivulet_admin_client::Error) -> bool {
     )
 }
 
-/// Sets every key of the spec that differs and removes topic-level keys the spec doesn't
-/// have (changes made outside the resource), in one IncrementalAlterConfigs.
+/// Applies [`config_changes`] in one IncrementalAlterConfigs (only the named keys change: a
+/// key that is neither set nor removed keeps its value).
 async fn sync_config(
     admin: &mut AdminClient,
     topic: &str,
     want: &BTreeMap<String, String>,
+    adopted: bool,
+    managed: &[String],
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let have = admin.describe_topic_config(topic).await?;
-    let mut set = BTreeMap::new();
-    for (k, v) in want {
-        if have.get(k).and_then(|e| e.value.as_deref()) != Some(v.as_str()) {
-            set.insert(k.clone(), v.clone());
-        }
-    }
-    let delete: Vec<String> = have
-        .iter()
-        .filter(|(k, e)| e.source == SOURCE_TOPIC_CONFIG && !e.read_only && !want.contains_key(*k))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let (set, delete) = config_changes(want, &have, adopted, managed);
     if set.is_empty() && delete.is_empty() {
         return Ok(());
     }
@@ -350,4 +476,136 @@ async fn sync_config(
     out.changes
         .push(format!("set config of topic {topic}: {}", parts.join(", ")));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kt(name: &str, created: &str, cluster: &str, topic: Option<&str>) -> KafkaTopic {
+        let mut spec = json!({"clusterRef": {"name": cluster}, "partitions": 1});
+        if let Some(t) = topic {
+            spec["topicName"] = json!(t);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic",
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
+            "spec": spec,
+        }))
+        .expect("KafkaTopic")
+    }
+
+    #[test]
+    fn the_first_created_claimant_owns_the_topic() {
+        let all = vec![
+            kt("orders", "2026-01-01T00:00:05Z", "demo", None),
+            kt(
+                "orders-again",
+                "2026-01-01T00:00:09Z",
+                "demo",
+                Some("orders"),
+            ),
+            kt("a-orders", "2026-01-01T00:00:05Z", "demo", Some("orders")),
+            kt(
+                "orders-elsewhere",
+                "2026-01-01T00:00:01Z",
+                "other",
+                Some("orders"),
+            ),
+            kt(
+                "early-other",
+                "2026-01-01T00:00:00Z",
+                "demo",
+                Some("payments"),
+            ),
+        ];
+        let owner = |i: usize| claim_owner(&all[i], &all).map(|o| o.name_any());
+        // Same second: the name breaks the tie ("a-orders" < "orders").
+        assert_eq!(owner(0).as_deref(), Some("a-orders"));
+        assert_eq!(owner(1).as_deref(), Some("a-orders"));
+        assert_eq!(owner(2).as_deref(), Some("a-orders"));
+        // Another cluster, another topic: their own owners.
+        assert_eq!(owner(3).as_deref(), Some("orders-elsewhere"));
+        assert_eq!(owner(4).as_deref(), Some("early-other"));
+        // Alone (not even in the list yet): itself.
+        let lone = kt("new", "2026-01-02T00:00:00Z", "demo", Some("fresh"));
+        assert_eq!(
+            claim_owner(&lone, &all).map(|o| o.name_any()).as_deref(),
+            Some("new")
+        );
+    }
+
+    fn entry(value: &str, source: i8) -> ConfigEntry {
+        ConfigEntry {
+            value: Some(value.into()),
+            source,
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn config_changes_table() {
+        let have = BTreeMap::from([
+            (
+                "retention.ms".to_string(),
+                entry("1000", SOURCE_TOPIC_CONFIG),
+            ),
+            ("segment.ms".to_string(), entry("5000", SOURCE_TOPIC_CONFIG)),
+            ("cleanup.policy".to_string(), entry("delete", 5)),
+        ]);
+        let want = BTreeMap::from([("retention.ms".to_string(), "2000".to_string())]);
+        let set2000 = BTreeMap::from([("retention.ms".to_string(), "2000".to_string())]);
+        let none: Vec<String> = vec![];
+        let managed_seg = vec!["segment.ms".to_string()];
+        type Case<'a> = (
+            &'a str,
+            bool,
+            &'a [String],
+            BTreeMap<String, String>,
+            Vec<String>,
+        );
+        let cases: Vec<Case> = vec![
+            // Created here: every topic-level key the spec doesn't name goes.
+            (
+                "created",
+                false,
+                &none,
+                set2000.clone(),
+                vec!["segment.ms".into()],
+            ),
+            // Adopted: unnamed keys stay, named ones are set.
+            ("adopted", true, &none, set2000.clone(), vec![]),
+            // Adopted, a key this resource set earlier left the spec: it goes.
+            (
+                "adopted, key dropped",
+                true,
+                &managed_seg,
+                set2000.clone(),
+                vec!["segment.ms".into()],
+            ),
+        ];
+        for (what, adopted, managed, want_set, want_delete) in cases {
+            let (set, delete) = config_changes(&want, &have, adopted, managed);
+            assert_eq!(set, want_set, "{what}");
+            assert_eq!(delete, want_delete, "{what}");
+        }
+        // Nothing differs: nothing to do; broker defaults (source 5) are never removed.
+        let same = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        let (set, delete) = config_changes(&same, &have, true, &[]);
+        assert!(set.is_empty() && delete.is_empty());
+    }
+
+    #[test]
+    fn unknown_topic_config_keys_are_named() {
+        let c = BTreeMap::from([
+            ("retention.ms".to_string(), "1".to_string()),
+            ("retention.mss".to_string(), "1".to_string()),
+            ("log.retention.ms".to_string(), "1".to_string()),
+        ]);
+        assert_eq!(
+            unknown_config_keys(&c),
+            vec!["log.retention.ms".to_string(), "retention.mss".to_string()]
+        );
+    }
 }

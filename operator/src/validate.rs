@@ -200,11 +200,12 @@ pub fn validate_cluster(
             errs.push(format!("spec.config[{key:?}] = {value:?}: {why}"));
             continue;
         }
-        if key == "default.replication.factor" {
-            if let Ok(rf) = value.parse::<i64>() {
-                if total_brokers > 0 && rf > total_brokers {
+        // Replica counts above the brokers there are can never be met.
+        if key == "default.replication.factor" || key == "min.insync.replicas" {
+            if let Ok(n) = value.parse::<i64>() {
+                if total_brokers > 0 && n > total_brokers {
                     errs.push(format!(
-                        "spec.config[\"default.replication.factor\"] = {rf} exceeds the {total_brokers} brokers of the cluster"
+                        "spec.config[{key:?}] = {n} exceeds the {total_brokers} brokers of the cluster"
                     ));
                 }
             }

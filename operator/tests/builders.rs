@@ -13,7 +13,7 @@ use rivulet_operator::builders::*;
 #[test]
 fn snapshot_every_object() {
     let built = build_cluster(&fixtures::three_zone_cluster());
-    assert_eq!(built.objects.len(), 10);
+    assert_eq!(built.objects.len(), 11);
     for o in &built.objects {
         insta::assert_yaml_snapshot!(format!("{:?}-{}", o.kind, o.name), o.value);
     }

@@ -124,6 +124,49 @@ fn topic_name_is_immutable() {
     assert!(errs.iter().any(|m| m.contains("immutable")), "{errs:?}");
 }
 
+#[test]
+fn topic_name_can_be_neither_added_nor_removed() {
+    let s = schema::<KafkaTopic>();
+    let named = json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "t"},
+        "spec": {"clusterRef": {"name": "demo"}, "partitions": 1, "topicName": "orders"}});
+    let mut unnamed = named.clone();
+    unnamed["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("topicName");
+    // Creating either is fine; other edits of either are fine.
+    assert_eq!(broken(&s, &unnamed, None), Vec::<String>::new());
+    let mut grown = unnamed.clone();
+    grown["spec"]["partitions"] = json!(3);
+    assert_eq!(broken(&s, &grown, Some(&unnamed)), Vec::<String>::new());
+    // Removing or adding topicName would rename the Kafka topic the resource manages.
+    for (new, old) in [(&unnamed, &named), (&named, &unnamed)] {
+        let errs = broken(&s, new, Some(old));
+        assert!(
+            errs.iter().any(|m| m.contains("can't be added or removed")),
+            "{errs:?}"
+        );
+    }
+    // Even when the added name equals metadata.name (same topic): the rule is about the field.
+    let mut same = unnamed.clone();
+    same["spec"]["topicName"] = json!("t");
+    assert!(!broken(&s, &same, Some(&unnamed)).is_empty());
+}
+
+#[test]
+fn cluster_ref_is_immutable() {
+    let s = schema::<KafkaTopic>();
+    let old = json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic",
+        "metadata": {"name": "t"},
+        "spec": {"clusterRef": {"name": "demo"}, "partitions": 1}});
+    let mut moved = old.clone();
+    moved["spec"]["clusterRef"]["name"] = json!("other");
+    let errs = broken(&s, &moved, Some(&old));
+    assert_eq!(errs, vec!["clusterRef is immutable".to_string()]);
+    assert_eq!(broken(&s, &moved, None), Vec::<String>::new());
+}
+
 /// Every node carrying rules: (path, node).
 fn rule_nodes<'a>(path: String, node: &'a Value, out: &mut Vec<(String, &'a Value)>) {
     if node.get("x-kubernetes-validations").is_some() {
@@ -158,5 +201,5 @@ fn rules_compile_within_cost_budget() {
             }
         }
     }
-    assert_eq!(seen, 8, "every rule was checked");
+    assert_eq!(seen, 10, "every rule was checked");
 }

@@ -108,7 +108,7 @@ async fn create_then_ready_then_nothing_written() {
         ]
     );
     assert_eq!(names(w.api.list(CM)), ["demo-broker-config"]);
-    assert_eq!(names(w.api.list(PDB)), ["demo-broker"]);
+    assert_eq!(names(w.api.list(PDB)), ["demo-broker", "demo-coordinator"]);
     let kc = w.cluster("demo").expect("cluster");
     assert!(kc.finalizers().iter().any(|f| f == FINALIZER));
     let st = kc.status.expect("status");
@@ -128,7 +128,7 @@ async fn create_then_ready_then_nothing_written() {
         .iter()
         .filter(|e| e["reason"] == "Created")
         .count();
-    assert_eq!(created, 10, "one Event per created object");
+    assert_eq!(created, 11, "one Event per created object");
 
     // Pods come up: Ready, zones counted.
     w.settle();
@@ -222,6 +222,99 @@ async fn scale_and_config_change_roll_zone_by_zone() {
     w.reconcile("demo").await;
     assert_eq!(w.condition("demo", "Ready")["status"], "True");
     assert!(w.events().iter().any(|e| e["reason"] == "Updated"));
+}
+
+#[tokio::test]
+async fn edits_to_owned_objects_are_reverted_with_an_event() {
+    let w = World::new(fixtures::three_zone_cluster());
+    w.reconcile("demo").await;
+    w.settle();
+    w.reconcile("demo").await;
+
+    // `kubectl scale --replicas=0`, a label and an env value edited: the applied-hash
+    // annotation stays, so only a field comparison sees it.
+    let mut sts = w.api.get(STS, "demo-broker-z1").expect("sts");
+    sts["spec"]["replicas"] = json!(0);
+    sts["metadata"]["labels"]["rivulet.dev/zone"] = json!("elsewhere");
+    let env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .expect("env");
+    for e in env.iter_mut() {
+        if e["name"] == "RIVULET_LOG_FORMAT" {
+            e["value"] = json!("text");
+        }
+    }
+    w.api.insert(STS, sts);
+    let mut cm = w.api.get(CM, "demo-broker-config").expect("cm");
+    cm["data"]["RIVULET_LOG_LEVEL"] = json!("trace");
+    // A key nobody validated, added by hand: it would reach every broker through envFrom.
+    cm["data"]["RIVULET_NUM_PARTITIONS"] = json!("7");
+    w.api.insert(CM, cm);
+
+    w.api.clear_writes();
+    w.reconcile("demo").await;
+    let mut writes: Vec<String> = w
+        .api
+        .object_writes()
+        .into_iter()
+        .map(|x| x.path)
+        .filter(|p| !p.ends_with("/status"))
+        .collect();
+    writes.sort();
+    writes.dedup();
+    assert_eq!(
+        writes,
+        [
+            "/api/v1/namespaces/kafka/configmaps/demo-broker-config",
+            "/apis/apps/v1/namespaces/kafka/statefulsets/demo-broker-z1"
+        ]
+    );
+    let sts = w.api.get(STS, "demo-broker-z1").expect("sts");
+    assert_eq!(sts["spec"]["replicas"], 2);
+    assert_eq!(sts["metadata"]["labels"]["rivulet.dev/zone"], "eu-west-1b");
+    let cm = w.api.get(CM, "demo-broker-config").expect("cm");
+    assert_eq!(cm["data"]["RIVULET_LOG_LEVEL"], "info");
+    assert!(cm["data"].get("RIVULET_NUM_PARTITIONS").is_none(), "{cm}");
+    let drift: Vec<String> = w
+        .events()
+        .iter()
+        .filter(|e| e["reason"] == "DriftReverted")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["note"].as_str().unwrap_or(""),
+                e["related"]["name"]
+            )
+        })
+        .collect();
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    let z1 = drift
+        .iter()
+        .find(|m| m.contains("demo-broker-z1"))
+        .expect("event about the StatefulSet");
+    for field in [
+        "spec.replicas",
+        "metadata.labels.rivulet.dev/zone",
+        "spec.template.spec.containers[broker].env[RIVULET_LOG_FORMAT].value",
+    ] {
+        assert!(z1.contains(field), "{field} not in {z1}");
+    }
+    let cm_event = drift
+        .iter()
+        .find(|m| m.contains("demo-broker-config"))
+        .expect("event about the ConfigMap");
+    assert!(cm_event.contains("data.RIVULET_LOG_LEVEL"), "{cm_event}");
+    assert!(
+        cm_event.contains("data.RIVULET_NUM_PARTITIONS"),
+        "{cm_event}"
+    );
+
+    // Reverted: the next reconcile writes nothing.
+    w.settle();
+    w.reconcile("demo").await;
+    w.api.clear_writes();
+    w.reconcile("demo").await;
+    assert_eq!(w.api.object_writes(), vec![]);
 }
 
 #[tokio::test]

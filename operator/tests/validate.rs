@@ -177,7 +177,16 @@ fn each_bad_spec_gets_its_own_message() {
             |k| {
                 k.spec.config.insert("num.partitions".into(), "0".into());
             },
-            "expected an integer >= 1",
+            "expected an integer from 1 to 100000",
+        ),
+        (
+            "min.insync.replicas above the brokers",
+            |k| {
+                k.spec
+                    .config
+                    .insert("min.insync.replicas".into(), "7".into());
+            },
+            "exceeds the 6 brokers",
         ),
         (
             "rf too big",

@@ -256,14 +256,19 @@ impl FakeApi {
         }
     }
 
-    /// Stores an object as if a user created it (not recorded as a write).
+    /// Stores an object as if a user created it (not recorded as a write). A
+    /// `creationTimestamp` given in `obj` is kept (creation order matters to KafkaTopics).
     pub fn insert(&self, collection: &str, mut obj: Value) -> Value {
         let mut st = self.lock();
         let name = obj["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let created = obj["metadata"]["creationTimestamp"].clone();
         Self::stamp_new(&mut st, &mut obj);
+        if created.is_string() {
+            obj["metadata"]["creationTimestamp"] = created;
+        }
         st.objects
             .insert((collection.to_string(), name), obj.clone());
         obj
