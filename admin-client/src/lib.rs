@@ -8,6 +8,7 @@
 //! (create/delete topics, create partitions) to the controller named by Metadata.
 
 mod connection;
+mod partitions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 pub use connection::Connection;
+pub use partitions::{PartitionInfo, PartitionsView, MIN_INSYNC_REPLICAS};
 
 /// Kafka's config resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
