@@ -8,6 +8,7 @@
 //! (create/delete topics, create partitions) to the controller named by Metadata.
 
 mod connection;
+mod partitions;
 pub mod security;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 pub use connection::Connection;
+pub use partitions::{PartitionInfo, PartitionsView, MIN_INSYNC_REPLICAS};
 pub use security::{ClientSecurity, SaslCredentials, SaslMechanism};
 
 /// Kafka's config resource type of a topic.

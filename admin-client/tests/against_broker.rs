@@ -157,3 +157,72 @@ async fn unreachable_bootstrap_is_an_error_not_a_hang() {
     assert!(matches!(err, Error::NoBroker(_)), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn partitions_and_min_insync_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_p, addr)) = start(dir.path()) else {
+        return;
+    };
+    let mut admin = AdminClient::connect(&addr, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    admin
+        .create_topic("plain", 3, 1, &BTreeMap::new())
+        .await
+        .expect("create plain");
+    let strict = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin
+        .create_topic("strict", 1, 1, &strict)
+        .await
+        .expect("create strict");
+
+    let view = admin.describe_partitions().await.expect("partitions");
+    assert_eq!(view.controller_id, 7);
+    assert_eq!(view.brokers, vec![7]);
+    let ours: Vec<_> = view
+        .partitions
+        .iter()
+        .filter(|p| p.topic == "plain" || p.topic == "strict")
+        .map(|p| {
+            (
+                p.topic.as_str(),
+                p.partition,
+                p.leader,
+                p.replicas.clone(),
+                p.isr.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ours,
+        vec![
+            ("plain", 0, 7, vec![7], vec![7]),
+            ("plain", 1, 7, vec![7], vec![7]),
+            ("plain", 2, 7, vec![7], vec![7]),
+            ("strict", 0, 7, vec![7], vec![7]),
+        ]
+    );
+
+    let m = admin
+        .min_insync_replicas(&["plain", "strict"])
+        .await
+        .expect("min.insync.replicas");
+    assert_eq!(m.get("plain"), Some(&1), "the broker default: {m:?}");
+    assert_eq!(m.get("strict"), Some(&2), "set on the topic: {m:?}");
+    assert!(admin
+        .min_insync_replicas(&[])
+        .await
+        .expect("empty")
+        .is_empty());
+
+    let err = admin
+        .min_insync_replicas(&["missing"])
+        .await
+        .expect_err("a missing topic is an error");
+    assert_eq!(
+        err.kafka_error(),
+        Some(&ResponseError::UnknownTopicOrPartition),
+        "{err}"
+    );
+}

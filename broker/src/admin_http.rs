@@ -1,4 +1,5 @@
-//! The admin HTTP port: /healthz (process is up), /readyz (serving Kafka requests), /metrics.
+//! The admin HTTP port: /healthz (liveness: the process answers), /readyz (serving, registered
+//! and caught up: see [`crate::readiness`]), /metrics.
 
 use std::sync::Arc;
 
@@ -16,11 +17,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(b): State<Arc<Broker>>) -> impl IntoResponse {
-    if b.is_ready() {
-        (StatusCode::OK, "ready\n")
+    let r = b.readiness();
+    let code = if r.is_ready() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, format!("{r}\n"))
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {

@@ -84,8 +84,22 @@ impl Broker {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Serving requests (set once started, cleared on shutdown). See [`Broker::readiness`]
+    /// for what `/readyz` reports.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// `/readyz`: serving and, in cluster mode, registered and in the ISR of every partition
+    /// it replicates ([`crate::readiness`]).
+    pub fn readiness(&self) -> crate::readiness::Readiness {
+        if !self.is_ready() {
+            return crate::readiness::Readiness::NotServing;
+        }
+        if self.config.coordinator.is_none() {
+            return crate::readiness::Readiness::Ready;
+        }
+        crate::readiness::cluster_readiness(&self.metadata.view(), self.me.id)
     }
 
     /// Re-applies metadata to the hosted partitions (after every metadata change).

@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod protocol;
+pub mod readiness;
 pub mod replication;
 pub mod security;
 pub mod server;

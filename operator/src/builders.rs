@@ -130,6 +130,14 @@ pub fn bootstrap_name(cluster: &str) -> String {
 pub fn broker_config_name(cluster: &str) -> String {
     format!("{cluster}-broker-config")
 }
+/// Longest a broker's controlled shutdown waits for leadership to move (seconds).
+pub const CONTROLLED_SHUTDOWN_SECS: u64 = 30;
+/// Longest a broker then waits for in-flight requests (seconds).
+pub const SHUTDOWN_DRAIN_SECS: u64 = 60;
+/// A broker pod's termination grace period: controlled shutdown + drain + margin.
+pub const BROKER_GRACE_SECS: u64 = 120;
+const _: () = assert!(CONTROLLED_SHUTDOWN_SECS + SHUTDOWN_DRAIN_SECS + 20 <= BROKER_GRACE_SECS);
+
 pub fn broker_sts_name(cluster: &str, zone_index: usize) -> String {
     format!("{cluster}-broker-z{zone_index}")
 }
@@ -459,8 +467,10 @@ pub fn build_cluster_with_image(kc: &KafkaCluster, default_image: &str) -> Clust
             {"name": "RIVULET_RACK", "value": zone},
             {"name": "RIVULET_COORDINATOR", "value": coordinator_addr},
             {"name": "RIVULET_LOG_FORMAT", "value": "json"},
-            // Below the pod's 120 s grace period, so the broker finishes before SIGKILL.
-            {"name": "RIVULET_SHUTDOWN_TIMEOUT_SECS", "value": "100"},
+            // SIGTERM: controlled shutdown (leadership moves away), then in-flight requests
+            // drain; both together stay below the pod's grace period, so SIGKILL never cuts them.
+            {"name": "RIVULET_CONTROLLED_SHUTDOWN_TIMEOUT_MS", "value": (CONTROLLED_SHUTDOWN_SECS * 1000).to_string()},
+            {"name": "RIVULET_SHUTDOWN_TIMEOUT_SECS", "value": SHUTDOWN_DRAIN_SECS.to_string()},
         ]);
         objects.push(DesiredObject::new(
             ObjKind::StatefulSet,
@@ -474,7 +484,9 @@ pub fn build_cluster_with_image(kc: &KafkaCluster, default_image: &str) -> Clust
                     "serviceName": headless,
                     "podManagementPolicy": "Parallel",
                     "selector": {"matchLabels": sts_sel},
-                    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+                    // The operator's roller deletes broker pods one at a time, gated on
+                    // in-sync replicas (crate::roll); the StatefulSet controller never does.
+                    "updateStrategy": {"type": "OnDelete"},
                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
                     "template": {
                         "metadata": {
@@ -484,7 +496,7 @@ pub fn build_cluster_with_image(kc: &KafkaCluster, default_image: &str) -> Clust
                         "spec": {
                             "securityContext": pod_security(),
                             // Time for controlled shutdown: leadership moves away before exit.
-                            "terminationGracePeriodSeconds": 120,
+                            "terminationGracePeriodSeconds": BROKER_GRACE_SECS,
                             "imagePullSecrets": pull_secrets,
                             "affinity": {
                                 "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {

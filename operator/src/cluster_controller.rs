@@ -45,6 +45,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("object has no namespace")]
     NoNamespace,
+    #[error("roll: {0}")]
+    Roll(#[from] crate::roll::reconcile::Error),
 }
 
 /// What the live objects look like (the dereference step's output).
@@ -117,38 +119,16 @@ async fn observe(ctx: &Ctx, ns: &str, desired: &[DesiredObject]) -> Result<Obser
     Ok(obs)
 }
 
-/// The objects to write now: those whose applied hash differs, except that a broker
-/// StatefulSet already running waits while an earlier zone is still rolling, so changes
-/// roll one zone (and within it one broker) at a time.
-pub fn plan(
-    desired: &[DesiredObject],
-    obs: &Observed,
-    cluster: &str,
-    zones: usize,
-) -> (Vec<DesiredObject>, Vec<String>) {
-    let mut writes = Vec::new();
-    let mut held = Vec::new();
-    let mut earlier_rolling: Option<String> = None;
-    let zone_sts: Vec<String> = (0..zones).map(|i| broker_sts_name(cluster, i)).collect();
-    for d in desired {
-        let live = obs.hash_of(d.kind, &d.name);
-        let changed = live != Some(Some(d.applied_hash()));
-        let is_zone = d.kind == ObjKind::StatefulSet && zone_sts.contains(&d.name);
-        if changed {
-            if let (true, Some(Some(_)), Some(r)) = (is_zone, live, &earlier_rolling) {
-                held.push(format!("{} waits for {r} to finish rolling", d.name));
-                continue;
-            }
-            writes.push(d.clone());
-        }
-        if is_zone && earlier_rolling.is_none() {
-            let rolling = changed || obs.sts(&d.name).is_none_or(|s| !settled(s));
-            if rolling {
-                earlier_rolling = Some(d.name.clone());
-            }
-        }
-    }
-    (writes, held)
+/// The objects to write now: those whose applied hash differs. Broker StatefulSets use
+/// `updateStrategy: OnDelete`, so writing one restarts nothing: the roller
+/// ([`crate::roll`]) restarts broker pods one at a time, gated on in-sync replicas.
+pub fn plan(desired: &[DesiredObject], obs: &Observed) -> (Vec<DesiredObject>, Vec<String>) {
+    let writes = desired
+        .iter()
+        .filter(|d| obs.hash_of(d.kind, &d.name) != Some(Some(d.applied_hash())))
+        .cloned()
+        .collect();
+    (writes, Vec::new())
 }
 
 /// Adds to `writes` the objects whose live fields drifted from the desired ones (see
@@ -349,7 +329,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     // Build (pure), dereference, plan, apply.
     let built = build_cluster_with_image(kc, &ctx.broker_image);
     let obs = observe(ctx, &ns, &built.objects).await?;
-    let (mut writes, mut held) = plan(&built.objects, &obs, &name, kc.spec.zones.len());
+    let (mut writes, mut held) = plan(&built.objects, &obs);
     // Drift: objects plan() leaves alone (applied hash unchanged) whose live fields were edited
     // are applied again, with an Event naming the fields.
     let reverts = revert_drift(&built.objects, &obs, &mut writes);
@@ -440,6 +420,20 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     }
     let writes = written;
 
+    // Roll: at most one broker pod restarted, once the StatefulSets written above are seen.
+    let broker_sets: Vec<String> = (0..kc.spec.zones.len())
+        .map(|i| broker_sts_name(&name, i))
+        .collect();
+    let roll = if writes.iter().any(|w| broker_sets.contains(&w.name)) {
+        crate::roll::reconcile::RollOutcome {
+            operation: status.operation.clone().unwrap_or_default(),
+            requeue: Some(crate::roll::reconcile::ROLL_POLL),
+        }
+    } else {
+        crate::roll::reconcile::roll(kc, ctx, &obs.statefulsets).await?
+    };
+    let rolling = roll.operation.state != crate::crd::OperationState::Active;
+
     // Status from what runs now.
     let mut ready_total = true;
     let mut zones = Vec::new();
@@ -461,11 +455,16 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     let coord_ready = obs.sts(&coordinator_name(&name)).is_some_and(settled)
         && !writes.iter().any(|w| w.name == coordinator_name(&name));
     ready_total &= coord_ready;
-    let progressing = !writes.is_empty() || !held.is_empty() || !ready_total;
+    let progressing = !writes.is_empty() || !held.is_empty() || !ready_total || rolling;
     let (reason, msg) = if !writes.is_empty() {
         ("Applying", format!("applied {} object(s)", writes.len()))
     } else if !held.is_empty() {
-        ("RollingZones", held.join("; "))
+        ("Waiting", held.join("; "))
+    } else if rolling {
+        (
+            "RollingBrokers",
+            roll.operation.message.clone().unwrap_or_default(),
+        )
     } else if !ready_total {
         (
             "WaitingForPods",
@@ -507,6 +506,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     status.applied_zones = kc.spec.zones.clone();
     status.applied_storage_size = Some(kc.spec.storage.size.clone());
     status.brokers = storage.brokers;
+    status.operation = Some(roll.operation);
     let was_ready = kc
         .status
         .as_ref()
@@ -530,6 +530,9 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     };
     if let Some(check) = storage.requeue {
         next = next.min(check);
+    }
+    if let Some(r) = roll.requeue {
+        next = next.min(r);
     }
     Ok(Action::requeue(next))
 }

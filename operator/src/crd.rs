@@ -418,6 +418,51 @@ pub struct KafkaClusterStatus {
     /// set) and by manual growth.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<BrokerStatus>,
+
+    /// The broker roller: whether a rolling restart is under way, its progress, the broker it
+    /// is on and why it waits (docs/operator.md, "Rolling restarts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationStatus>,
+}
+
+/// The cluster's operational state, after MSK's cluster states.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum OperationState {
+    /// Every broker runs its current pod template and needs no restart.
+    #[default]
+    Active,
+    /// A rolling restart is under way: one broker at a time, each gated on in-sync replicas.
+    Updating,
+    /// Brokers need a restart but the `rivulet.dev/pause-roll: "true"` annotation holds the
+    /// roller (operator maintenance window).
+    Maintenance,
+}
+
+/// What the roller is doing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    /// `Active`, `Updating` or `Maintenance`.
+    pub state: OperationState,
+    /// Brokers of this roll already restarted.
+    #[serde(default)]
+    pub done: i32,
+    /// Brokers this roll restarts in all.
+    #[serde(default)]
+    pub total: i32,
+    /// `done/total`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// The broker being restarted, or the one the roll waits on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_broker: Option<i32>,
+    /// Why the roll waits or what it does, CamelCase (e.g. `UnderReplicatedPartitions`,
+    /// `BrokerNotReady`, `WouldBreakMinInsyncReplicas`, `Paused`, `Restarting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The same, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Brokers of one zone.

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod metrics;
 pub mod presets;
 pub mod quantity;
+pub mod roll;
 pub mod storage;
 pub mod topic_controller;
 pub mod validate;

@@ -23,6 +23,10 @@ PROVISIONER = "rivulet.dev/tmpfs"
 DRIVER = "tmpfs.rivulet.dev"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 RESIZER_ANNOTATION = "volume.kubernetes.io/storage-resizer"
+# StorageClass parameter `resize: offline`: the volume's filesystem grows only when the pod using
+# it starts again (the claim shows FileSystemResizePending until then), as with a block volume
+# whose filesystem can't grow while mounted. Default `online`: the tmpfs grows live.
+RESIZE_PARAMETER = "resize"
 
 
 # Decisions (pure) -----------------------------------------------------------------------------
@@ -92,6 +96,24 @@ def resize_target(pvc: dict, pv: dict):
     return want if want > have else None
 
 
+def resize_mode(sc) -> str:
+    """`offline` when the class asks for offline filesystem resizes, else `online`."""
+    value = (((sc or {}).get("parameters") or {}).get(RESIZE_PARAMETER) or "online").strip().lower()
+    if value not in ("online", "offline"):
+        raise ValueError(f"StorageClass parameter {RESIZE_PARAMETER}: {value!r} is not online or offline")
+    return value
+
+
+def offline_grow_due(pv: dict, mounted_bytes: int):
+    """Bytes to grow an offline-resized tmpfs to when its pod starts (PV capacity above the
+    mounted size), else None."""
+    try:
+        want = quantity.to_bytes(pv["spec"]["capacity"]["storage"])
+    except (KeyError, TypeError, quantity.QuantityError):
+        return None
+    return want if want > mounted_bytes else None
+
+
 def pvc_status_current(pvc: dict, pv: dict):
     """The claim's status.capacity lags the PV's (the kubelet's expansion step did not finish)."""
     try:
@@ -113,6 +135,31 @@ def mount_tmpfs(path: str, size: int):
 
 def grow_tmpfs(path: str, size: int):
     subprocess.run(["mount", "-o", f"remount,size={size}", path], check=True, capture_output=True)
+
+
+def tmpfs_bytes(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize
+
+
+def grow_pending_on_start(api, pv_dir: str, pvc: dict, pv_name: str):
+    """Called when a pod's claim is set up: an offline resize finishes now (the filesystem grows
+    while no pod uses it, and the claim reports the new capacity)."""
+    pv = api.get_or_none(core("", "persistentvolumes", pv_name))
+    path = os.path.join(pv_dir, pv_name)
+    if pv is None or not is_ours(pv) or not os.path.ismount(path):
+        return
+    target = offline_grow_due(pv, tmpfs_bytes(path))
+    if target is None:
+        return
+    grow_tmpfs(path, target)
+    ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+    api.merge_patch(core(ns, "persistentvolumeclaims", name, "status"), {"status": {
+        "capacity": {"storage": pv["spec"]["capacity"]["storage"]},
+        "conditions": None,
+        "allocatedResourceStatuses": None,
+    }})
+    log.info("offline resize of %s (claim %s/%s) finished on pod start: %d bytes", pv_name, ns, name, target)
 
 
 def unmount(path: str):
@@ -163,9 +210,16 @@ class StorageDriver:
             pvc = by_key.get((ref.get("namespace"), ref.get("name")))
             if pvc is None or pv_node(pv) not in self.our_nodes or pvc["metadata"]["uid"] != ref.get("uid"):
                 continue
+            try:
+                offline = resize_mode(classes.get(pv["spec"].get("storageClassName") or "")) == "offline"
+            except ValueError as e:
+                log.warning("%s: %s", pv["metadata"]["name"], e)
+                continue
             target = resize_target(pvc, pv)
             if target is not None:
-                self._resize(pvc, pv, target)
+                self._resize(pvc, pv, target, offline)
+            elif offline:
+                continue  # finishes when the pod starts again (grow_pending_on_start)
             elif is_ours(pv) and not pvc_status_current(pvc, pv):
                 self._finish_node_expansion(pvc, pv)
 
@@ -195,7 +249,7 @@ class StorageDriver:
                 raise
         log.info("deleted released volume %s", name)
 
-    def _resize(self, pvc, pv, target: int):
+    def _resize(self, pvc, pv, target: int, offline: bool = False):
         ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
         pv_name = pv["metadata"]["name"]
         requested = pvc["spec"]["resources"]["requests"]["storage"]
@@ -207,12 +261,16 @@ class StorageDriver:
             "allocatedResources": {"storage": requested},
             "allocatedResourceStatuses": {"storage": "ControllerResizeInProgress"},
         }})
-        grow_tmpfs(os.path.join(self.pv_dir, pv_name), target)
+        if not offline:
+            grow_tmpfs(os.path.join(self.pv_dir, pv_name), target)
         self.api.merge_patch(core("", "persistentvolumes", pv_name), {"spec": {"capacity": {"storage": requested}}})
         self.api.merge_patch(pvc_status, {"status": {
             "conditions": [_condition("FileSystemResizePending")],
             "allocatedResourceStatuses": {"storage": "NodeResizePending"},
         }})
+        if offline:
+            log.info("claim %s/%s waits for its pod to restart (offline resize)", ns, name)
+            return
         pv = dict(pv, spec=dict(pv["spec"], capacity={"storage": requested}))
         self._finish_node_expansion(pvc, pv)
 

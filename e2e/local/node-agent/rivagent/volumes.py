@@ -6,7 +6,7 @@ import base64
 import os
 import time
 
-from . import envexp
+from . import envexp, storage
 from .api import ApiError, core
 
 DEFAULT_MODE = 0o644
@@ -197,6 +197,7 @@ class PodVolumes:
                 path = os.path.join(self.pv_dir, pv)
                 if not os.path.ismount(path):
                     raise VolumeError(f"volume {pv!r} is not mounted on this node yet")
+                storage.grow_pending_on_start(self.api, self.pv_dir, pvc, pv)
             elif "hostPath" in vol:
                 path = vol["hostPath"]["path"]
                 if vol["hostPath"].get("type") in ("DirectoryOrCreate",):

@@ -233,6 +233,19 @@ def test_storage_decisions():
     assert not storage.pvc_status_current(bound, pv2)
 
 
+def test_offline_resize_decisions():
+    assert storage.resize_mode({"parameters": {"resize": "offline"}}) == "offline"
+    assert storage.resize_mode({"parameters": {"resize": "Online"}}) == "online"
+    assert storage.resize_mode({"metadata": {"name": "x"}}) == "online"
+    assert storage.resize_mode(None) == "online"
+    with pytest.raises(ValueError, match="not online or offline"):
+        storage.resize_mode({"parameters": {"resize": "later"}})
+    pv = {"spec": {"capacity": {"storage": "96Mi"}}}
+    assert storage.offline_grow_due(pv, 64 * 2**20) == 96 * 2**20
+    assert storage.offline_grow_due(pv, 96 * 2**20) is None
+    assert storage.offline_grow_due({"spec": {}}, 0) is None
+
+
 def test_node_status_keeps_transition_times():
     spec = node.NodeSpec(2, "zone-b", "10.88.0.1", "8", "32Gi", "110", "1000")
     assert spec.name == "rivulet-zone-b" and spec.pod_cidr == "10.88.2.0/24"
