@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod presets;
 pub mod quantity;
+pub mod scale;
 pub mod storage;
 pub mod topic_controller;
 pub mod validate;
