@@ -255,6 +255,18 @@ pub fn error_policy(kc: Arc<KafkaCluster>, _err: &Error, ctx: Arc<Ctx>) -> Actio
     Action::requeue(ctx.backoff(&key))
 }
 
+/// The status as a merge patch. A merge patch leaves out what is absent, so a cleared
+/// `scaling` is sent as an explicit null (else the finished operation would stay in the status).
+pub fn status_patch(status: &KafkaClusterStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if status.scaling.is_none() {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("scaling".into(), serde_json::Value::Null);
+        }
+    }
+    json!({ "status": v })
+}
+
 async fn write_status(
     ctx: &Ctx,
     kc: &KafkaCluster,
@@ -268,7 +280,7 @@ async fn write_status(
     api.patch_status(
         &kc.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
+        &Patch::Merge(status_patch(&status)),
     )
     .await?;
     Ok(true)
