@@ -1,6 +1,6 @@
 //! A small async Kafka admin client on the `kafka-protocol` crate: topics (describe, create,
-//! grow partitions, delete), topic configs (describe, incremental alter), cluster metadata and
-//! log-dir usage. Written for the operator and for broker-to-broker use, so it has no
+//! grow partitions, delete), topic and broker configs (describe, incremental alter), cluster
+//! metadata with partition placement, partition reassignments (KIP-455) and log-dir usage. Written for the operator and for broker-to-broker use, so it has no
 //! Kubernetes or operator knowledge.
 //!
 //! One [`Connection`] is one TCP socket with sequential request/response exchanges; the
@@ -35,6 +35,8 @@ pub use security::{ClientSecurity, SaslCredentials, SaslMechanism};
 
 /// Kafka's config resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's config resource type of a broker ("" is the cluster-wide default entity).
+const RESOURCE_BROKER: i8 = 4;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -106,6 +108,26 @@ fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// SET and DELETE operations of IncrementalAlterConfigs.
+fn alterable(set: &BTreeMap<String, String>, delete: &[String]) -> Vec<AlterableConfig> {
+    let mut configs: Vec<AlterableConfig> = set
+        .iter()
+        .map(|(k, v)| {
+            AlterableConfig::default()
+                .with_name(sb(k))
+                .with_config_operation(OP_SET)
+                .with_value(Some(sb(v)))
+        })
+        .collect();
+    configs.extend(delete.iter().map(|k| {
+        AlterableConfig::default()
+            .with_name(sb(k))
+            .with_config_operation(OP_DELETE)
+            .with_value(None)
+    }));
+    configs
+}
+
 /// A broker as Metadata describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerInfo {
@@ -151,6 +173,52 @@ pub struct ClusterInfo {
     pub cluster_id: Option<String>,
     pub controller_id: i32,
     pub brokers: Vec<BrokerInfo>,
+}
+
+/// One partition's placement, as Metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    pub index: i32,
+    /// -1 when the partition has no leader.
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// A topic and its partitions' placement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicPlacement {
+    pub name: String,
+    pub internal: bool,
+    /// Ordered by index.
+    pub partitions: Vec<PartitionPlacement>,
+}
+
+/// Brokers (with racks), the controller and every topic's placement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterState {
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+    pub topics: Vec<TopicPlacement>,
+}
+
+/// A reassignment in progress (ListPartitionReassignments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// Current replica set: the target's replicas, then those being removed.
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+/// A requested move: a partition's target replicas, or `None` to cancel its move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReassignmentRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub target: Option<Vec<i32>>,
 }
 
 /// An admin client over a bootstrap list.
@@ -437,21 +505,7 @@ impl AdminClient {
         set: &BTreeMap<String, String>,
         delete: &[String],
     ) -> Result<()> {
-        let mut configs: Vec<AlterableConfig> = set
-            .iter()
-            .map(|(k, v)| {
-                AlterableConfig::default()
-                    .with_name(sb(k))
-                    .with_config_operation(OP_SET)
-                    .with_value(Some(sb(v)))
-            })
-            .collect();
-        configs.extend(delete.iter().map(|k| {
-            AlterableConfig::default()
-                .with_name(sb(k))
-                .with_config_operation(OP_DELETE)
-                .with_value(None)
-        }));
+        let configs = alterable(set, delete);
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
                 .with_resource_type(RESOURCE_TOPIC)
@@ -470,6 +524,221 @@ impl AdminClient {
             r.error_code,
             r.error_message.as_ref(),
         )
+    }
+
+    /// Brokers with racks, the controller, and every topic's partitions with leader, replicas
+    /// and ISR.
+    pub async fn cluster_state(&mut self) -> Result<ClusterState> {
+        let md = self.metadata(None).await?;
+        let mut topics = Vec::new();
+        for t in md.topics {
+            let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+            check("Metadata", &name, t.error_code, None)?;
+            let mut partitions: Vec<PartitionPlacement> = t
+                .partitions
+                .into_iter()
+                .map(|p| PartitionPlacement {
+                    index: p.partition_index,
+                    leader: p.leader_id.0,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.index);
+            topics.push(TopicPlacement {
+                name,
+                internal: t.is_internal,
+                partitions,
+            });
+        }
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut brokers: Vec<BrokerInfo> = md
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        Ok(ClusterState {
+            controller_id: md.controller_id.0,
+            brokers,
+            topics,
+        })
+    }
+
+    /// Starts (or, with `target: None`, cancels) partition moves. Returns each partition's own
+    /// outcome: the request as a whole fails only on transport or top-level errors.
+    pub async fn alter_partition_reassignments(
+        &mut self,
+        moves: &[ReassignmentRequest],
+    ) -> Result<Vec<(String, i32, Result<()>)>> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+        let mut topics: Vec<ReassignableTopic> = Vec::new();
+        for m in moves {
+            let part = ReassignablePartition::default()
+                .with_partition_index(m.partition)
+                .with_replicas(
+                    m.target
+                        .as_ref()
+                        .map(|t| t.iter().map(|id| BrokerId(*id)).collect()),
+                );
+            match topics.iter_mut().find(|t| t.name.0.as_str() == m.topic) {
+                Some(t) => t.partitions.push(part),
+                None => topics.push(
+                    ReassignableTopic::default()
+                        .with_name(topic_name(&m.topic))
+                        .with_partitions(vec![part]),
+                ),
+            }
+        }
+        let timeout_ms = self.timeout.as_millis() as i32;
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_allow_replication_factor_change(false)
+            .with_topics(topics);
+        let resp = self.controller().await?.send(req).await?;
+        check(
+            "AlterPartitionReassignments",
+            "cluster",
+            resp.error_code,
+            resp.error_message.as_ref(),
+        )?;
+        let mut out = Vec::new();
+        for t in resp.responses {
+            for p in t.partitions {
+                let resource = format!("{}-{}", t.name.0.as_str(), p.partition_index);
+                out.push((
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    check(
+                        "AlterPartitionReassignments",
+                        &resource,
+                        p.error_code,
+                        p.error_message.as_ref(),
+                    ),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every reassignment in progress.
+    pub async fn list_partition_reassignments(&mut self) -> Result<Vec<OngoingReassignment>> {
+        use kafka_protocol::messages::ListPartitionReassignmentsRequest;
+        let timeout_ms = self.timeout.as_millis() as i32;
+        let req = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_topics(None);
+        let resp = self.controller().await?.send(req).await?;
+        check(
+            "ListPartitionReassignments",
+            "cluster",
+            resp.error_code,
+            resp.error_message.as_ref(),
+        )?;
+        let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+        let mut out = Vec::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                out.push(OngoingReassignment {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets `set` and removes `delete` in a broker's dynamic configs: `broker: None` is the
+    /// cluster-wide default entity (any broker takes it), `Some(id)` that broker alone (sent to
+    /// it, as Kafka requires).
+    pub async fn alter_broker_config(
+        &mut self,
+        broker: Option<i32>,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<()> {
+        let name = broker.map(|b| b.to_string()).unwrap_or_default();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(sb(&name))
+                .with_configs(alterable(set, delete)),
+        ]);
+        let conn = match broker {
+            None => &mut self.any,
+            Some(id) => self.conn_to(id).await?,
+        };
+        let resp = conn.send(req).await?;
+        let r = resp
+            .responses
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("IncrementalAlterConfigs: empty response".into()))?;
+        let resource = if name.is_empty() {
+            "broker default".to_string()
+        } else {
+            format!("broker {name}")
+        };
+        check(
+            "IncrementalAlterConfigs",
+            &resource,
+            r.error_code,
+            r.error_message.as_ref(),
+        )
+    }
+
+    /// A broker's configs (`None`: the cluster-wide defaults) as DescribeConfigs reports them.
+    pub async fn describe_broker_config(
+        &mut self,
+        broker: Option<i32>,
+    ) -> Result<BTreeMap<String, ConfigEntry>> {
+        let name = broker.map(|b| b.to_string()).unwrap_or_default();
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(sb(&name))
+                .with_configuration_keys(None),
+        ]);
+        let conn = match broker {
+            None => &mut self.any,
+            Some(id) => self.conn_to(id).await?,
+        };
+        let resp = conn.send(req).await?;
+        let r = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("DescribeConfigs: empty response".into()))?;
+        check(
+            "DescribeConfigs",
+            &format!("broker {name}"),
+            r.error_code,
+            r.error_message.as_ref(),
+        )?;
+        Ok(r.configs
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    ConfigEntry {
+                        value: c.value.map(|v| v.to_string()),
+                        source: c.config_source,
+                        read_only: c.read_only,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// Log directories of one broker (for storage autoscaling).

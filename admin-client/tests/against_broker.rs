@@ -226,3 +226,98 @@ async fn partitions_and_min_insync_replicas() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn placement_broker_configs_and_reassignments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_p, addr)) = start(dir.path()) else {
+        return;
+    };
+    let mut admin = AdminClient::connect(&addr, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    admin
+        .create_topic("placed", 3, 1, &BTreeMap::new())
+        .await
+        .expect("create");
+
+    // Metadata with placement: every partition led by broker 7, replicas and ISR [7].
+    let state = admin.cluster_state().await.expect("cluster state");
+    assert_eq!(state.brokers.len(), 1);
+    assert_eq!(state.brokers[0].rack.as_deref(), Some("zone-x"));
+    let t = state
+        .topics
+        .iter()
+        .find(|t| t.name == "placed")
+        .expect("topic listed");
+    assert_eq!(t.partitions.len(), 3);
+    for (i, p) in t.partitions.iter().enumerate() {
+        assert_eq!(p.index, i as i32);
+        assert_eq!((p.leader, &p.replicas, &p.isr), (7, &vec![7], &vec![7]));
+    }
+
+    // The throttle rates on the cluster-wide default and on this broker, then removed.
+    let rate = "leader.replication.throttled.rate".to_string();
+    let set = BTreeMap::from([(rate.clone(), "1048576".to_string())]);
+    admin
+        .alter_broker_config(None, &set, &[])
+        .await
+        .expect("default entity");
+    let own = BTreeMap::from([(rate.clone(), "2048".to_string())]);
+    admin
+        .alter_broker_config(Some(7), &own, &[])
+        .await
+        .expect("broker 7");
+    let c = admin
+        .describe_broker_config(Some(7))
+        .await
+        .expect("describe");
+    assert_eq!(c[&rate].value.as_deref(), Some("2048"));
+    assert_eq!(c[&rate].source, 2, "DYNAMIC_BROKER_CONFIG");
+    admin
+        .alter_broker_config(Some(7), &BTreeMap::new(), std::slice::from_ref(&rate))
+        .await
+        .expect("delete on broker 7");
+    let c = admin
+        .describe_broker_config(Some(7))
+        .await
+        .expect("describe");
+    assert_eq!(c[&rate].value.as_deref(), Some("1048576"));
+    assert_eq!(c[&rate].source, 3, "DYNAMIC_DEFAULT_BROKER_CONFIG");
+    // Bad values are refused with the broker's message.
+    let bad = BTreeMap::from([(rate.clone(), "-1".to_string())]);
+    let err = admin
+        .alter_broker_config(None, &bad, &[])
+        .await
+        .expect_err("negative rate");
+    assert_eq!(
+        err.kafka_error(),
+        Some(&ResponseError::InvalidConfig),
+        "{err}"
+    );
+    // A broker id that is not in the metadata is an error, not a hang.
+    assert!(admin
+        .alter_broker_config(Some(99), &set, &[])
+        .await
+        .is_err());
+
+    // Reassignment needs cluster mode: standalone refuses at the top level, and lists nothing.
+    assert!(admin
+        .list_partition_reassignments()
+        .await
+        .expect("list")
+        .is_empty());
+    let err = admin
+        .alter_partition_reassignments(&[rivulet_admin_client::ReassignmentRequest {
+            topic: "placed".into(),
+            partition: 0,
+            target: Some(vec![7]),
+        }])
+        .await
+        .expect_err("standalone");
+    assert_eq!(
+        err.kafka_error(),
+        Some(&ResponseError::InvalidRequest),
+        "{err}"
+    );
+}

@@ -26,6 +26,8 @@ pub struct Broker {
     pub metrics: Metrics,
     pub groups: GroupCoordinator,
     pub security: crate::security::BrokerSecurity,
+    /// Replication throttle quotas (leader and follower side).
+    pub quotas: crate::replication::throttle::Quotas,
     ready: AtomicBool,
     producer_ids: Mutex<(i64, i64)>,
 }
@@ -67,7 +69,12 @@ impl Broker {
             config.offset_metadata_max_bytes,
             config.message_max_bytes as usize,
         );
+        let quotas = crate::replication::throttle::Quotas::new(
+            config.replication_quota_window_num as usize,
+            config.replication_quota_window_size_seconds * 1000,
+        );
         Self {
+            quotas,
             config,
             me,
             metadata,

@@ -305,6 +305,15 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
     pub replica_high_watermark_checkpoint_interval_ms: u64,
 
+    /// Samples the replication throttle's rate is measured over (replication.quota.window.num).
+    #[arg(long, env = "RIVULET_REPLICATION_QUOTA_WINDOW_NUM", default_value_t = 11, value_parser = clap::value_parser!(u64).range(2..=100))]
+    pub replication_quota_window_num: u64,
+
+    /// Length of one replication throttle sample in seconds
+    /// (replication.quota.window.size.seconds).
+    #[arg(long, env = "RIVULET_REPLICATION_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub replication_quota_window_size_seconds: u64,
+
     /// Cluster default for min.insync.replicas (a topic config overrides it).
     #[arg(long, env = "RIVULET_MIN_INSYNC_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub min_insync_replicas: i32,

@@ -33,6 +33,7 @@ pub struct TopicConfigDef {
     /// Topic-level name, e.g. `retention.ms`.
     pub name: &'static str,
     /// The broker-level synonym, e.g. `log.retention.ms`.
+    /// Empty when the topic config has no broker-level synonym (the throttled replicas).
     pub broker_name: &'static str,
     pub kind: ConfigType,
     pub doc: &'static str,
@@ -118,6 +119,9 @@ fn v_ratio(v: &str) -> Result<(), String> {
         Err(_) => Err(format!("'{v}' is not a number")),
     }
 }
+fn v_throttled_replicas(v: &str) -> Result<(), String> {
+    crate::replication::throttle::parse_replicas(v).map(|_| ())
+}
 fn v_compression(v: &str) -> Result<(), String> {
     CompressionType::parse(v).map(|_| ()).ok_or_else(|| {
         format!("'{v}' is not a valid compression.type (uncompressed, zstd, lz4, snappy, gzip, producer)")
@@ -130,7 +134,9 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", kind: ConfigType::Long, doc: "How long the log cleaner keeps tombstones after it first saw them on a compacted topic.", validate: v_non_negative_long },
     TopicConfigDef { name: "flush.messages", broker_name: "log.flush.interval.messages", kind: ConfigType::Long, doc: "fsync after this many messages; 1 makes every acknowledged write durable.", validate: v_positive_long },
     TopicConfigDef { name: "flush.ms", broker_name: "log.flush.interval.ms", kind: ConfigType::Long, doc: "fsync data older than this many milliseconds.", validate: v_non_negative_long },
+    TopicConfigDef { name: "follower.replication.throttled.replicas", broker_name: "", kind: ConfigType::List, doc: "Replicas (partition:broker, or * for all) whose follower-side fetches count against the follower broker's follower.replication.throttled.rate while out of sync.", validate: v_throttled_replicas },
     TopicConfigDef { name: "index.interval.bytes", broker_name: "log.index.interval.bytes", kind: ConfigType::Int, doc: "Bytes between offset index entries.", validate: v_int_non_negative },
+    TopicConfigDef { name: "leader.replication.throttled.replicas", broker_name: "", kind: ConfigType::List, doc: "Replicas (partition:broker, or * for all) whose leader-side replication to out-of-sync followers counts against the leader broker's leader.replication.throttled.rate.", validate: v_throttled_replicas },
     TopicConfigDef { name: "max.message.bytes", broker_name: "message.max.bytes", kind: ConfigType::Int, doc: "Largest record batch accepted.", validate: v_int_non_negative },
     TopicConfigDef { name: "message.timestamp.type", broker_name: "log.message.timestamp.type", kind: ConfigType::String, doc: "CreateTime keeps the producer's timestamp; LogAppendTime stamps the broker's clock.", validate: v_timestamp_type },
     TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", kind: ConfigType::Double, doc: "Share of a compacted log's cleanable bytes that must be uncleaned before the cleaner runs.", validate: v_ratio },
@@ -148,7 +154,9 @@ pub fn def(name: &str) -> Option<&'static TopicConfigDef> {
 }
 
 pub fn def_by_broker_name(name: &str) -> Option<&'static TopicConfigDef> {
-    TOPIC_CONFIGS.iter().find(|d| d.broker_name == name)
+    TOPIC_CONFIGS
+        .iter()
+        .find(|d| !d.broker_name.is_empty() && d.broker_name == name)
 }
 
 /// Validates one topic-level key/value.
@@ -157,10 +165,27 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     (d.validate)(value).map_err(|e| format!("invalid value for {name}: {e}"))
 }
 
-/// Validates one dynamic broker-level key (the broker synonyms of topic configs).
+/// Dynamic broker configs that are not topic-config synonyms: the replication throttle rates.
+pub static BROKER_ONLY_CONFIGS: &[(&str, &str)] = &[
+    (
+        crate::replication::throttle::LEADER_RATE,
+        "Bytes/s this broker serves, as leader, to out-of-sync followers of replicas listed in leader.replication.throttled.replicas (unlimited when unset).",
+    ),
+    (
+        crate::replication::throttle::FOLLOWER_RATE,
+        "Bytes/s this broker fetches, as an out-of-sync follower, for replicas listed in follower.replication.throttled.replicas (unlimited when unset).",
+    ),
+];
+
+/// Validates one dynamic broker-level key (the broker synonyms of topic configs, and the
+/// replication throttle rates).
 pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
+    if BROKER_ONLY_CONFIGS.iter().any(|(n, _)| *n == name) {
+        return crate::replication::throttle::validate_rate(value)
+            .map_err(|e| format!("invalid value for {name}: {e}"));
+    }
     let d = def_by_broker_name(name).ok_or_else(|| {
-        format!("broker config '{name}' cannot be changed dynamically (dynamic keys: the log.* defaults of topic configs)")
+        format!("broker config '{name}' cannot be changed dynamically (dynamic keys: the log.* defaults of topic configs and the replication throttle rates)")
     })?;
     (d.validate)(value).map_err(|e| format!("invalid value for {name}: {e}"))
 }
@@ -197,6 +222,8 @@ pub fn static_is_default(name: &str, value: &str) -> bool {
         ("flush.messages", "9223372036854775807"),
         ("flush.ms", "9223372036854775807"),
         ("index.interval.bytes", "4096"),
+        ("leader.replication.throttled.replicas", ""),
+        ("follower.replication.throttled.replicas", ""),
         ("max.message.bytes", "1048588"),
         ("message.timestamp.type", "CreateTime"),
         ("min.cleanable.dirty.ratio", "0.5"),
@@ -234,6 +261,19 @@ pub fn resolve_topic(
             let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(d.name) {
                 synonyms.push((d.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
+            }
+            if d.broker_name.is_empty() {
+                // No broker-level synonym: the topic override or Kafka's default.
+                let (value, source) = synonyms
+                    .first()
+                    .map(|(_, v, s)| (v.clone(), *s))
+                    .unwrap_or((String::new(), ConfigSource::Default));
+                return Resolved {
+                    name: d.name,
+                    value,
+                    source,
+                    synonyms,
+                };
             }
             if let Some(v) = dynamic_broker.get(d.broker_name) {
                 synonyms.push((

@@ -19,6 +19,7 @@ use crate::conditions::set_condition;
 use crate::context::{Ctx, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaClusterStatus, ZoneStatus};
 use crate::quantity::parse_bytes;
+use crate::scale::reconcile::reconcile_scaling;
 use crate::storage::reconcile::reconcile_storage;
 use crate::validate::validate_cluster;
 
@@ -204,6 +205,22 @@ async fn orphan_delete(ctx: &Ctx, ns: &str, name: &str) -> Result<bool, Error> {
     Ok(false)
 }
 
+/// `spec.replicas` of each zone's live broker StatefulSet (None where there is none yet).
+async fn live_broker_replicas(
+    ctx: &Ctx,
+    ns: &str,
+    cluster: &str,
+    zones: usize,
+) -> Result<Vec<Option<i32>>, Error> {
+    let a: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let mut out = Vec::with_capacity(zones);
+    for z in 0..zones {
+        let live = a.get_opt(&broker_sts_name(cluster, z)).await?;
+        out.push(live.and_then(|s| s.spec).and_then(|s| s.replicas));
+    }
+    Ok(out)
+}
+
 /// One reconcile of a KafkaCluster. Errors come back after being turned into a Degraded
 /// condition and an Event; the caller requeues with backoff.
 pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -249,6 +266,18 @@ pub fn error_policy(kc: Arc<KafkaCluster>, _err: &Error, ctx: Arc<Ctx>) -> Actio
     Action::requeue(ctx.backoff(&key))
 }
 
+/// The status as a merge patch. A merge patch leaves out what is absent, so a cleared
+/// `scaling` is sent as an explicit null (else the finished operation would stay in the status).
+pub fn status_patch(status: &KafkaClusterStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if status.scaling.is_none() {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("scaling".into(), serde_json::Value::Null);
+        }
+    }
+    json!({ "status": v })
+}
+
 async fn write_status(
     ctx: &Ctx,
     kc: &KafkaCluster,
@@ -262,7 +291,7 @@ async fn write_status(
     api.patch_status(
         &kc.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
+        &Patch::Merge(status_patch(&status)),
     )
     .await?;
     Ok(true)
@@ -326,13 +355,28 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
         return Ok(Action::requeue(RESYNC));
     }
 
+    // Scaling: lowering brokersPerZone drains the brokers being removed first, so the
+    // StatefulSets keep their replica count until the drain finishes (scale/reconcile.rs).
+    let live_per_zone = live_broker_replicas(ctx, &ns, &name, kc.spec.zones.len()).await?;
+    let scale = reconcile_scaling(kc, ctx, &live_per_zone, &mut status).await;
+    let held_kc;
+    let effective = if scale.hold_brokers_per_zone != kc.spec.brokers_per_zone {
+        let mut k = kc.clone();
+        k.spec.brokers_per_zone = scale.hold_brokers_per_zone;
+        held_kc = k;
+        &held_kc
+    } else {
+        kc
+    };
+
     // Build (pure), dereference, plan, apply.
-    let built = build_cluster_with_image(kc, &ctx.broker_image);
+    let built = build_cluster_with_image(effective, &ctx.broker_image);
     let obs = observe(ctx, &ns, &built.objects).await?;
     let (mut writes, mut held) = plan(&built.objects, &obs);
     // Drift: objects plan() leaves alone (applied hash unchanged) whose live fields were edited
     // are applied again, with an Event naming the fields.
     let reverts = revert_drift(&built.objects, &obs, &mut writes);
+    held.extend(scale.progress.clone());
     // Storage first: claims grow in place (manual size increase and autoscaling alike) before
     // a StatefulSet is recreated with the new claim template.
     let storage = reconcile_storage(kc, ctx, &mut status.conditions).await?;
@@ -533,6 +577,9 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     }
     if let Some(r) = roll.requeue {
         next = next.min(r);
+    }
+    if let Some(check) = scale.requeue {
+        next = next.min(check);
     }
     Ok(Action::requeue(next))
 }

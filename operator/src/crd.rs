@@ -117,6 +117,46 @@ pub struct KafkaClusterSpec {
     /// Container image overrides.
     #[serde(default)]
     pub image: ImageSpec,
+
+    /// How replicas move when `brokersPerZone` changes: lowering it always drains the brokers
+    /// being removed first; raising it rebalances onto the new brokers when
+    /// `rebalanceOnScaleOut` is set. Both moves run under Kafka's replication throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingSpec>,
+}
+
+/// Replica movement policy of scale-in and scale-out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSpec {
+    /// After `brokersPerZone` grows and the new brokers have registered, move replicas onto them
+    /// until every broker holds the same number of replicas (within one), keeping each partition's
+    /// replicas in distinct zones. Off by default: new brokers then only take new partitions.
+    #[serde(default)]
+    pub rebalance_on_scale_out: bool,
+
+    /// Replication throttle, in bytes per second, set on every broker (Kafka's
+    /// `leader.replication.throttled.rate` and `follower.replication.throttled.rate`) while a
+    /// drain or rebalance copies replicas, and removed when it ends. In-sync replication is
+    /// never throttled. At least 1024.
+    #[serde(default = "default_throttle")]
+    #[schemars(range(min = 1024))]
+    pub throttle_bytes_per_second: i64,
+}
+
+impl Default for ScalingSpec {
+    fn default() -> Self {
+        Self {
+            rebalance_on_scale_out: false,
+            throttle_bytes_per_second: default_throttle(),
+        }
+    }
+}
+
+/// 50 MiB/s: a move of a 100 GiB broker takes about 35 minutes and leaves clients most of a
+/// 10 Gbit/s link.
+fn default_throttle() -> i64 {
+    50 << 20
 }
 
 fn default_log_level() -> String {
@@ -423,6 +463,10 @@ pub struct KafkaClusterStatus {
     /// is on and why it waits (docs/operator.md, "Rolling restarts").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<OperationStatus>,
+    /// A scale-in drain or scale-out rebalance in progress, or why a drain is refused; absent
+    /// when no replicas are moving for a scaling change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
 }
 
 /// The cluster's operational state, after MSK's cluster states.
@@ -461,6 +505,38 @@ pub struct OperationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The same, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Progress of a drain (scale-in) or rebalance (scale-out).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// `Draining` (replicas leave the brokers being removed; the StatefulSets keep them until
+    /// done), `Rebalancing` (replicas move onto new brokers), `Refused` (the drain is
+    /// impossible; nothing shrinks) or `Waiting` (the brokers can't be asked yet).
+    pub phase: String,
+    /// `brokersPerZone` the StatefulSets ran with when this started.
+    pub from_brokers_per_zone: i32,
+    /// `brokersPerZone` asked for.
+    pub to_brokers_per_zone: i32,
+    /// Brokers being emptied (drain) or filled (rebalance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<i32>,
+    /// Partitions whose replicas this operation has asked to move.
+    #[serde(default)]
+    pub partitions_total: i32,
+    /// Of those, the ones whose move has finished.
+    #[serde(default)]
+    pub partitions_done: i32,
+    /// Topics whose throttled-replica configs this operation set (removed at the end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled_topics: Vec<String>,
+    /// When this operation started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// What is happening, or why it can't.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod presets;
 pub mod quantity;
 pub mod roll;
+pub mod scale;
 pub mod storage;
 pub mod topic_controller;
 pub mod validate;

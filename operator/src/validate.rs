@@ -180,6 +180,15 @@ pub fn validate_cluster(
         ));
     }
 
+    if let Some(sc) = &spec.scaling {
+        if sc.throttle_bytes_per_second < 1024 {
+            errs.push(format!(
+                "spec.scaling.throttleBytesPerSecond must be at least 1024, got {}",
+                sc.throttle_bytes_per_second
+            ));
+        }
+    }
+
     let total_brokers = spec.zones.len() as i64 * spec.brokers_per_zone as i64;
     for (key, value) in &spec.config {
         if OPERATOR_OWNED_KEYS.contains(&key.as_str()) {

@@ -41,6 +41,16 @@ fn each_bad_spec_gets_its_own_message() {
             "brokersPerZone must be between 1 and 999",
         ),
         (
+            "tiny throttle",
+            |k| {
+                k.spec.scaling = Some(rivulet_operator::crd::ScalingSpec {
+                    rebalance_on_scale_out: true,
+                    throttle_bytes_per_second: 10,
+                })
+            },
+            "throttleBytesPerSecond must be at least 1024",
+        ),
+        (
             "bad size",
             |k| k.spec.storage.size = "lots".into(),
             "not a storage quantity",
@@ -213,6 +223,19 @@ fn each_bad_spec_gets_its_own_message() {
             errs[0]
         );
     }
+}
+
+#[test]
+fn lowering_brokers_per_zone_is_accepted_because_it_drains() {
+    let kc = fixtures::three_zone_cluster();
+    let prev = KafkaClusterStatus {
+        applied_zones: kc.spec.zones.clone(),
+        applied_storage_size: Some("100Gi".into()),
+        ..Default::default()
+    };
+    let mut lower = kc.clone();
+    lower.spec.brokers_per_zone = 1;
+    assert!(validate_cluster("demo", &lower.spec, Some(&prev)).is_empty());
 }
 
 #[test]

@@ -163,7 +163,35 @@ fn broker_configs(b: &Broker, id: Option<i32>) -> Vec<ConfigEntry> {
         .and_then(|i| view.broker_configs.get(&i))
         .cloned()
         .unwrap_or_default();
-    for d in TOPIC_CONFIGS {
+    for (name, doc) in topic_config::BROKER_ONLY_CONFIGS {
+        let mut syn = Vec::new();
+        if let Some(v) = per_broker.get(*name) {
+            syn.push((name.to_string(), v.clone(), ConfigSource::DynamicBroker));
+        }
+        if let Some(v) = view.default_broker_configs.get(*name) {
+            syn.push((
+                name.to_string(),
+                v.clone(),
+                ConfigSource::DynamicDefaultBroker,
+            ));
+        }
+        // Kafka's default is Long.MAX_VALUE: unlimited.
+        syn.push((
+            name.to_string(),
+            i64::MAX.to_string(),
+            ConfigSource::Default,
+        ));
+        out.push(ConfigEntry {
+            name: name.to_string(),
+            value: syn[0].1.clone(),
+            source: syn[0].2,
+            kind: ConfigType::Long,
+            read_only: false,
+            doc,
+            synonyms: syn,
+        });
+    }
+    for d in TOPIC_CONFIGS.iter().filter(|d| !d.broker_name.is_empty()) {
         let mut syn = Vec::new();
         if let Some(v) = per_broker.get(d.broker_name) {
             syn.push((

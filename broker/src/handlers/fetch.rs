@@ -14,6 +14,7 @@ use super::{check_leader_epoch, topic_name};
 use crate::broker::Broker;
 use crate::metadata::ClusterView;
 use crate::partition::{Partition, Role};
+use crate::replication::throttle;
 use crate::security::authorizer::{Operation, ResourceType as AclResource};
 use crate::security::Caller;
 
@@ -67,6 +68,15 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
     };
     let mut total = 0usize;
     let read_committed = req.isolation_level == READ_COMMITTED;
+    let leader_limit = if replica >= 0 {
+        throttle::rate_limit(
+            view.broker_configs.get(&b.me.id),
+            &view.default_broker_configs,
+            throttle::LEADER_RATE,
+        )
+    } else {
+        None
+    };
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let topic = if version >= 13 {
@@ -148,6 +158,21 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
                 .with_high_watermark(hw)
                 .with_last_stable_offset(hw)
                 .with_log_start_offset(part.log_start_offset());
+            // Replication throttle, leader side: an out-of-sync follower of a replica throttled
+            // here gets nothing while the leader quota is exceeded.
+            let throttled = replica >= 0
+                && leader
+                && throttle::is_throttled(
+                    &topic.configs,
+                    throttle::LEADER_REPLICAS,
+                    fp.partition,
+                    b.me.id,
+                )
+                && !part.isr().contains(&replica);
+            if throttled && b.quotas.leader.exceeded(throttle::now_ms(), leader_limit) {
+                parts.push(pd);
+                continue;
+            }
             let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
             // KIP-74: the first non-empty partition returns at least one whole batch.
             let min_one = total == 0;
@@ -162,6 +187,9 @@ fn read_once(b: &Broker, version: i16, req: &FetchRequest) -> Pass {
                     remaining = remaining.saturating_sub(n);
                     if replica < 0 {
                         b.metrics.bytes_out(&topic.name, n as u64);
+                    }
+                    if throttled {
+                        b.quotas.leader.record(throttle::now_ms(), n as u64);
                     }
                     parts.push(pd.with_records(Some(r.data)));
                 }

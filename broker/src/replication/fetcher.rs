@@ -19,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use rivulet_admin_client::Connection;
 use tokio::sync::watch;
 
+use super::throttle;
 use super::truncation::{truncation_offset, LeaderAnswer};
 use crate::broker::Broker;
 use crate::partition::{AppendError, Partition, Role};
@@ -191,9 +192,22 @@ async fn round(
             }
         }
     }
+    let throttled = follower_throttled(b, set);
+    let over_quota = !throttled.is_empty()
+        && b.quotas.follower.exceeded(
+            throttle::now_ms(),
+            throttle::rate_limit(
+                b.metadata.view().broker_configs.get(&b.me.id),
+                &b.metadata.view().default_broker_configs,
+                throttle::FOLLOWER_RATE,
+            ),
+        );
     let fetching: Vec<(&Arc<Partition>, i32)> = set
         .iter()
         .filter(|p| !p.needs_truncation())
+        // Replication throttle, follower side: out-of-sync throttled replicas wait while the
+        // follower quota is exceeded.
+        .filter(|p| !(over_quota && throttled.contains(&(p.topic.clone(), p.index))))
         .filter_map(|p| follows(p, leader).map(|e| (p, e)))
         .collect();
     if fetching.is_empty() {
@@ -218,11 +232,53 @@ async fn round(
             return Round::Backoff;
         }
     };
+    if !throttled.is_empty() {
+        let bytes: usize = resp
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |pd| (t.topic.0.as_str(), t.topic_id, pd))
+            })
+            .filter(|(name, id, pd)| {
+                fetching.iter().any(|(p, _)| {
+                    p.index == pd.partition_index
+                        && (p.topic == *name || p.topic_id == *id)
+                        && throttled.contains(&(p.topic.clone(), p.index))
+                })
+            })
+            .map(|(_, _, pd)| pd.records.as_ref().map(|r| r.len()).unwrap_or(0))
+            .sum();
+        b.quotas.follower.record(throttle::now_ms(), bytes as u64);
+    }
     if handle_fetch_response(leader, &fetching, resp) {
         Round::Backoff
     } else {
         Round::Ok
     }
+}
+
+/// The (topic, partition) of `set` this broker follows out of sync with a follower-side
+/// throttle on its replica.
+fn follower_throttled(b: &Broker, set: &PartitionSet) -> Vec<(String, i32)> {
+    let view = b.metadata.view();
+    set.iter()
+        .filter(|p| {
+            view.topic(&p.topic)
+                .map(|t| {
+                    throttle::is_throttled(
+                        &t.configs,
+                        throttle::FOLLOWER_REPLICAS,
+                        p.index,
+                        b.me.id,
+                    )
+                })
+                .unwrap_or(false)
+                && !p.isr().contains(&b.me.id)
+        })
+        .map(|p| (p.topic.clone(), p.index))
+        .collect()
 }
 
 fn fetch_request(b: &Broker, version: i16, fetching: &[(&Arc<Partition>, i32)]) -> FetchRequest {

@@ -4,6 +4,7 @@
 
 pub mod fetcher;
 pub mod isr;
+pub mod throttle;
 pub mod truncation;
 
 use std::sync::Arc;
