@@ -8,6 +8,7 @@
 //! (create/delete topics, create partitions) to the controller named by Metadata.
 
 mod connection;
+mod user_admin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -28,6 +29,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 pub use connection::Connection;
+pub use user_admin::{
+    acl, salted_password, AclBinding, AclFilter, ScramCredentialInfo, ScramMechanism,
+    SCRAM_MIN_ITERATIONS,
+};
 
 /// Kafka's config resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;

@@ -60,6 +60,8 @@ fn cluster_json(brokers: i32, retention: &str) -> Value {
         config: BTreeMap::from([("log.retention.ms".into(), retention.into())]),
         log_level: "info".into(),
         image: ImageSpec::default(),
+        listeners: None,
+        authorization: None,
     };
     json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaCluster",
            "metadata": {"name": "bench", "namespace": "bench"}, "spec": spec})

@@ -45,6 +45,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("object has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    Certs(#[from] crate::security::cluster_certs::Error),
 }
 
 /// What the live objects look like (the dereference step's output).
@@ -315,6 +317,11 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
         return Ok(Action::requeue(RESYNC));
     }
 
+    // Certificates of TLS listeners first: the brokers mount them.
+    for c in crate::security::cluster_certs::reconcile(kc, ctx).await? {
+        ctx.event(kc, false, "Certificates", "Apply", c).await;
+    }
+
     // Build (pure), dereference, plan, apply.
     let built = build_cluster_with_image(kc, &ctx.broker_image);
     let obs = observe(ctx, &ns, &built.objects).await?;
@@ -433,6 +440,8 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     );
     status.observed_generation = generation;
     status.bootstrap_address = Some(built.bootstrap_address.clone());
+    status.listeners = crate::security::listeners::listener_status(kc);
+    status.admin_address = crate::security::listeners::admin_address(kc);
     status.zones = zones;
     status.applied_zones = kc.spec.zones.clone();
     status.applied_storage_size = Some(kc.spec.storage.size.clone());
