@@ -10,6 +10,7 @@
 mod connection;
 mod partitions;
 pub mod security;
+mod user_admin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -32,6 +33,10 @@ use kafka_protocol::protocol::StrBytes;
 pub use connection::Connection;
 pub use partitions::{PartitionInfo, PartitionsView, MIN_INSYNC_REPLICAS};
 pub use security::{ClientSecurity, SaslCredentials, SaslMechanism};
+pub use user_admin::{
+    acl, salted_password, AclBinding, AclFilter, ScramCredentialInfo, ScramMechanism,
+    SCRAM_MIN_ITERATIONS,
+};
 
 /// Kafka's config resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;

@@ -321,3 +321,128 @@ async fn placement_broker_configs_and_reassignments() {
         "{err}"
     );
 }
+
+/// RFC 5802: StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey = HMAC(SaltedPassword,
+/// "Server Key"), with SHA-512 here.
+fn scram_sha512_keys(salted: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha512};
+    let mac = |key: &[u8], msg: &[u8]| {
+        let mut m = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("any key length");
+        m.update(msg);
+        m.finalize().into_bytes().to_vec()
+    };
+    let client_key = mac(salted, b"Client Key");
+    (
+        Sha512::digest(&client_key).to_vec(),
+        mac(salted, b"Server Key"),
+    )
+}
+
+/// (salt, stored_key, server_key, iterations) of a stored SCRAM credential.
+type StoredCredential = (Vec<u8>, Vec<u8>, Vec<u8>, u32);
+
+/// The broker's stored credential of `user` (standalone: `<data-dir>/scram-credentials.json`).
+fn stored_credential(dir: &std::path::Path, user: &str) -> Option<StoredCredential> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(dir.join("scram-credentials.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let entry = v[user]["SCRAM-SHA-512"]
+        .as_str()
+        .or_else(|| v["users"][user]["SCRAM-SHA-512"].as_str())?
+        .to_string();
+    let field = |k: &str| {
+        entry
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    let b = |s: String| base64::engine::general_purpose::STANDARD.decode(s).ok();
+    Some((
+        b(field("salt")?)?,
+        b(field("stored_key")?)?,
+        b(field("server_key")?)?,
+        field("iterations")?.parse().ok()?,
+    ))
+}
+
+#[tokio::test]
+async fn scram_credentials_round_trip_with_client_side_salting() {
+    use rivulet_admin_client::{salted_password, ScramMechanism, SCRAM_MIN_ITERATIONS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_p, addr)) = start(dir.path()) else {
+        return;
+    };
+    let mut admin = AdminClient::connect(&addr, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    assert!(admin
+        .describe_user_scram_credentials(&["alice"])
+        .await
+        .expect("describe")
+        .is_empty());
+
+    admin
+        .upsert_scram_credential(
+            "alice",
+            ScramMechanism::Sha512,
+            "s3cret-Pw",
+            SCRAM_MIN_ITERATIONS,
+        )
+        .await
+        .expect("upsert");
+    let d = admin
+        .describe_user_scram_credentials(&["alice"])
+        .await
+        .expect("describe");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].0, "alice");
+    assert_eq!(d[0].1[0].mechanism, Some(ScramMechanism::Sha512));
+    assert_eq!(d[0].1[0].iterations, SCRAM_MIN_ITERATIONS as i32);
+
+    // What the broker stored is RFC 5802's StoredKey/ServerKey of this password and the salt
+    // we chose: the salted password went over the wire, not the password.
+    let (salt, stored, server, iters) =
+        stored_credential(dir.path(), "alice").expect("credential persisted");
+    assert_eq!(iters, SCRAM_MIN_ITERATIONS);
+    assert_eq!(salt.len(), 32);
+    let salted = salted_password(ScramMechanism::Sha512, "s3cret-Pw", &salt, iters);
+    assert_eq!(scram_sha512_keys(&salted), (stored, server));
+    let text = std::fs::read_to_string(dir.path().join("scram-credentials.json")).expect("file");
+    assert!(!text.contains("s3cret-Pw"));
+
+    // A second upsert changes the salt (fresh per call).
+    admin
+        .upsert_scram_credential(
+            "alice",
+            ScramMechanism::Sha512,
+            "s3cret-Pw",
+            SCRAM_MIN_ITERATIONS,
+        )
+        .await
+        .expect("upsert again");
+    let (salt2, ..) = stored_credential(dir.path(), "alice").expect("credential");
+    assert_ne!(salt, salt2);
+
+    // Too few iterations: the broker's error comes back.
+    let err = admin
+        .upsert_scram_credential("bob", ScramMechanism::Sha512, "pw", 100)
+        .await
+        .expect_err("iterations below 4096");
+    assert!(matches!(err, Error::Kafka { .. }), "{err}");
+
+    admin
+        .delete_scram_credential("alice", ScramMechanism::Sha512)
+        .await
+        .expect("delete");
+    assert!(admin
+        .describe_user_scram_credentials(&["alice"])
+        .await
+        .expect("describe")
+        .is_empty());
+    // Deleting what isn't there is fine.
+    admin
+        .delete_scram_credential("alice", ScramMechanism::Sha512)
+        .await
+        .expect("delete again");
+}

@@ -61,6 +61,8 @@ fn cluster_json(brokers: i32, retention: &str) -> Value {
         log_level: "info".into(),
         image: ImageSpec::default(),
         scaling: None,
+        listeners: None,
+        authorization: None,
     };
     json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaCluster",
            "metadata": {"name": "bench", "namespace": "bench"}, "spec": spec})

@@ -79,6 +79,19 @@ impl DesiredObject {
         Self { kind, name, value }
     }
 
+    /// Recomputes the applied-hash annotation after `value` was edited.
+    pub fn rehash(&mut self) {
+        if let Some(a) = self.value["metadata"]["annotations"].as_object_mut() {
+            a.remove(APPLIED_HASH);
+            if a.is_empty() {
+                if let Some(m) = self.value["metadata"].as_object_mut() {
+                    m.remove("annotations");
+                }
+            }
+        }
+        *self = Self::new(self.kind, self.value.take());
+    }
+
     /// Reference to this object, for Events.
     pub fn object_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
         let ar = self.kind.api_resource();
@@ -543,8 +556,11 @@ pub fn build_cluster_with_image(kc: &KafkaCluster, default_image: &str) -> Clust
         ));
     }
 
+    // Listeners, TLS and authorization (spec.listeners/authorization; none: as built).
+    crate::security::listeners::apply(kc, &mut objects);
     ClusterObjects {
         objects,
-        bootstrap_address: format!("{}.{ns}.svc:{KAFKA_PORT}", bootstrap_name(&name)),
+        bootstrap_address: crate::security::listeners::bootstrap_address(kc)
+            .unwrap_or_else(|| format!("{}.{ns}.svc:{KAFKA_PORT}", bootstrap_name(&name))),
     }
 }

@@ -48,6 +48,8 @@ pub enum Error {
     NoNamespace,
     #[error("roll: {0}")]
     Roll(#[from] crate::roll::reconcile::Error),
+    #[error("{0}")]
+    Certs(#[from] crate::security::cluster_certs::Error),
 }
 
 /// What the live objects look like (the dereference step's output).
@@ -355,6 +357,10 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
         return Ok(Action::requeue(RESYNC));
     }
 
+    // Certificates of TLS listeners first: the brokers mount them.
+    for c in crate::security::cluster_certs::reconcile(kc, ctx).await? {
+        ctx.event(kc, false, "Certificates", "Apply", c).await;
+    }
     // Scaling: lowering brokersPerZone drains the brokers being removed first, so the
     // StatefulSets keep their replica count until the drain finishes (scale/reconcile.rs).
     let live_per_zone = live_broker_replicas(ctx, &ns, &name, kc.spec.zones.len()).await?;
@@ -546,6 +552,8 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     );
     status.observed_generation = generation;
     status.bootstrap_address = Some(built.bootstrap_address.clone());
+    status.listeners = crate::security::listeners::listener_status(kc);
+    status.admin_address = crate::security::listeners::admin_address(kc);
     status.zones = zones;
     status.applied_zones = kc.spec.zones.clone();
     status.applied_storage_size = Some(kc.spec.storage.size.clone());

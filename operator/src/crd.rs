@@ -11,6 +11,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::crd_security::*;
+
 /// API group of every Rivulet resource.
 pub const GROUP: &str = "rivulet.dev";
 /// API version of every Rivulet resource.
@@ -118,6 +120,27 @@ pub struct KafkaClusterSpec {
     #[serde(default)]
     pub image: ImageSpec,
 
+    /// Client listeners of every broker. Absent: one PLAINTEXT listener on 9092 (no TLS, no
+    /// authentication). Present: these listeners plus an internal PLAINTEXT `replication`
+    /// listener on 9091 for inter-broker traffic and the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.all(l, self.exists_one(m, m.name == l.name))",
+            "message": "listener names must be unique"
+        },
+        {
+            "rule": "self.all(l, self.exists_one(m, m.port == l.port))",
+            "message": "listener ports must be unique"
+        }
+    ]))]
+    pub listeners: Option<Vec<Listener>>,
+
+    /// Authorization of client requests (Kafka's ACL authorizer); everything is allowed to
+    /// everyone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
     /// How replicas move when `brokersPerZone` changes: lowering it always drains the brokers
     /// being removed first; raising it rebalances onto the new brokers when
     /// `rebalanceOnScaleOut` is set. Both moves run under Kafka's replication throttle.
@@ -453,6 +476,15 @@ pub struct KafkaClusterStatus {
     /// The broker volume size last applied: the no-shrink check compares against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_storage_size: Option<String>,
+
+    /// Client listeners and their bootstrap addresses (when `spec.listeners` is set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
+
+    /// Address the operator's admin connection uses (the internal replication listener when
+    /// `spec.listeners` is set, else `bootstrapAddress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_address: Option<String>,
 
     /// Per-broker storage, filled by the storage autoscaler (when `spec.storage.autoscaling` is
     /// set) and by manual growth.

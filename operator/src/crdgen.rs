@@ -5,11 +5,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::crd::{KafkaCluster, KafkaTopic};
+use crate::crd::{KafkaCluster, KafkaTopic, KafkaUser};
 
 /// Every CRD with the file name it is checked in under.
 pub fn crds() -> Vec<(String, CustomResourceDefinition)> {
-    [KafkaCluster::crd(), KafkaTopic::crd()]
+    [KafkaCluster::crd(), KafkaTopic::crd(), KafkaUser::crd()]
         .into_iter()
         .map(|c| {
             let name = c.metadata.name.clone().unwrap_or_default();

@@ -1,4 +1,4 @@
-//! rivulet-operator: runs the KafkaCluster and KafkaTopic controllers behind a leader Lease,
+//! rivulet-operator: runs the KafkaCluster, KafkaTopic and KafkaUser controllers behind a leader Lease,
 //! with `/healthz`, `/readyz` and `/metrics`.
 
 use std::net::SocketAddr;
@@ -17,11 +17,11 @@ use k8s_openapi::api::{
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use rivulet_operator::context::Ctx;
-use rivulet_operator::crd::{KafkaCluster, KafkaTopic};
+use rivulet_operator::crd::{KafkaCluster, KafkaTopic, KafkaUser};
 use rivulet_operator::http::{serve, HttpState};
 use rivulet_operator::leader::LeaderElector;
 use rivulet_operator::metrics::Metrics;
-use rivulet_operator::{cluster_controller, topic_controller};
+use rivulet_operator::{cluster_controller, topic_controller, user_controller};
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
@@ -145,6 +145,22 @@ async fn run_topic_controller(api: Api<KafkaTopic>, ctx: Arc<Ctx>) {
         .await;
 }
 
+async fn run_user_controller(api: Api<KafkaUser>, ctx: Arc<Ctx>) {
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            user_controller::reconcile,
+            user_controller::error_policy,
+            ctx,
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!(error = %e, "kafkauser controller");
+            }
+        })
+        .await;
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -201,15 +217,21 @@ async fn main() -> anyhow::Result<()> {
             Api::all(client.clone()),
             ctx.clone(),
         )));
+        tasks.push(tokio::spawn(run_user_controller(
+            Api::all(client.clone()),
+            ctx.clone(),
+        )));
     } else {
         for ns in namespaces {
             let c = ctx.clone();
             let api = Api::namespaced(client.clone(), &ns);
             let topics = Api::namespaced(client.clone(), &ns);
+            let users = Api::namespaced(client.clone(), &ns);
             tasks.push(tokio::spawn(async move {
                 run_cluster_controller(api, Some(&ns), c).await
             }));
             tasks.push(tokio::spawn(run_topic_controller(topics, ctx.clone())));
+            tasks.push(tokio::spawn(run_user_controller(users, ctx.clone())));
         }
     }
     info!(identity = %identity, "controllers running");

@@ -139,7 +139,11 @@ async fn bootstrap(
             format!("KafkaCluster {name} does not exist"),
         )));
     };
-    match kc.status.and_then(|s| s.bootstrap_address) {
+    // The admin address (internal listener) when the cluster has one; else the bootstrap.
+    match kc
+        .status
+        .and_then(|s| s.admin_address.or(s.bootstrap_address))
+    {
         Some(b) => Ok(Ok(b)),
         None => Ok(Err((
             "ClusterNotReady".into(),

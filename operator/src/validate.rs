@@ -38,6 +38,7 @@ pub fn validate_cluster(
         ));
     }
 
+    errs.extend(crate::security::listeners::validate(spec));
     if spec.zones.is_empty() {
         errs.push("spec.zones must list at least one zone".into());
     }

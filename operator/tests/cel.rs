@@ -6,7 +6,7 @@ mod fixtures;
 
 use kube::core::cel::{compile_schema, estimate_rule_cost, Validator};
 use kube::CustomResourceExt;
-use rivulet_operator::crd::{KafkaCluster, KafkaTopic};
+use rivulet_operator::crd::{KafkaCluster, KafkaTopic, KafkaUser};
 use serde_json::{json, Value};
 
 fn schema<K: CustomResourceExt>() -> Value {
@@ -185,7 +185,11 @@ fn rule_nodes<'a>(path: String, node: &'a Value, out: &mut Vec<(String, &'a Valu
 #[test]
 fn rules_compile_within_cost_budget() {
     let mut seen = 0;
-    for s in [schema::<KafkaCluster>(), schema::<KafkaTopic>()] {
+    for s in [
+        schema::<KafkaCluster>(),
+        schema::<KafkaTopic>(),
+        schema::<KafkaUser>(),
+    ] {
         let mut nodes = Vec::new();
         rule_nodes(String::new(), &s, &mut nodes);
         for (path, node) in nodes {
@@ -201,5 +205,76 @@ fn rules_compile_within_cost_budget() {
             }
         }
     }
-    assert_eq!(seen, 10, "every rule was checked");
+    assert_eq!(seen, 17, "every rule was checked");
+}
+
+#[test]
+fn listener_rules() {
+    let s = schema::<KafkaCluster>();
+    let with = |listeners: Value| {
+        let mut c = cluster();
+        c["spec"]["listeners"] = listeners;
+        c
+    };
+    let ok = with(json!([
+        {"name": "tls", "port": 9093, "tls": true, "authentication": "scram-sha-512"},
+        {"name": "mtls", "port": 9094, "tls": true, "authentication": "tls"},
+        {"name": "plain", "port": 9092}
+    ]));
+    assert_eq!(broken(&s, &ok, None), Vec::<String>::new());
+    for (listeners, msg) in [
+        (
+            json!([{"name": "a", "port": 9093}, {"name": "a", "port": 9094}]),
+            "names must be unique",
+        ),
+        (
+            json!([{"name": "a", "port": 9093}, {"name": "b", "port": 9093}]),
+            "ports must be unique",
+        ),
+        (
+            json!([{"name": "a", "port": 9093, "authentication": "tls"}]),
+            "needs tls: true",
+        ),
+        (json!([{"name": "a", "port": 9091}]), "reserved"),
+        (json!([{"name": "a", "port": 8092}]), "reserved"),
+        (json!([{"name": "replication", "port": 9093}]), "reserved"),
+        (json!([{"name": "admin", "port": 9093}]), "reserved"),
+    ] {
+        let errs = broken(&s, &with(listeners.clone()), None);
+        assert!(
+            errs.iter().any(|m| m.contains(msg)),
+            "{listeners}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn user_rules() {
+    let s = schema::<KafkaUser>();
+    let user = |spec: Value| {
+        json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaUser",
+               "metadata": {"name": "u", "namespace": "kafka"}, "spec": spec})
+    };
+    let ok = user(json!({"clusterRef": {"name": "demo"},
+        "authentication": {"type": "scram-sha-512",
+                           "password": {"valueFrom": {"name": "s", "key": "k"}}},
+        "authorization": {"acls": [
+            {"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]},
+            {"resource": {"type": "topic", "name": "t"}, "operations": ["Read"]}]}}));
+    assert_eq!(broken(&s, &ok, None), Vec::<String>::new());
+    let tls_pw = user(json!({"clusterRef": {"name": "demo"},
+        "authentication": {"type": "tls", "password": {"valueFrom": {"name": "s", "key": "k"}}}}));
+    let errs = broken(&s, &tls_pw, None);
+    assert!(
+        errs.iter().any(|m| m.contains("only for scram-sha-512")),
+        "{errs:?}"
+    );
+    let nameless = user(json!({"clusterRef": {"name": "demo"},
+        "authentication": {"type": "scram-sha-512"},
+        "authorization": {"acls": [{"resource": {"type": "topic"}, "operations": ["Read"]}]}}));
+    let errs = broken(&s, &nameless, None);
+    assert!(
+        errs.iter().any(|m| m.contains("name is required")),
+        "{errs:?}"
+    );
 }

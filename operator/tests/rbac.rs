@@ -13,14 +13,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rivulet_operator::context::Ctx;
-use rivulet_operator::crd::{KafkaCluster, KafkaTopic};
+use rivulet_operator::crd::{KafkaCluster, KafkaTopic, KafkaUser};
 use rivulet_operator::metrics::Metrics;
-use rivulet_operator::{cluster_controller, topic_controller};
+use rivulet_operator::{cluster_controller, topic_controller, user_controller};
 use serde_json::{json, Value};
 use support::fakeapi::FakeApi;
 
 const KC: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkaclusters";
 const KT: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkatopics";
+const KU: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkausers";
 const STS: &str = "/apis/apps/v1/namespaces/kafka/statefulsets";
 const PVC: &str = "/api/v1/namespaces/kafka/persistentvolumeclaims";
 const SC: &str = "/apis/storage.k8s.io/v1/storageclasses";
@@ -108,6 +109,51 @@ async fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
         }
         api.delete_user(KC, "demo");
         run(api.clone(), ctx.clone()).await;
+
+        // A cluster with a TLS listener (its CA and broker certificate Secrets) and a tls
+        // KafkaUser (its client certificate Secret), then the user's deletion.
+        let mut sec = serde_json::to_value(fixtures::three_zone_cluster()).expect("json");
+        sec["metadata"] = json!({"name": "sec", "namespace": "kafka"});
+        sec["spec"]["listeners"] =
+            json!([{"name": "mtls", "port": 9093, "tls": true, "authentication": "tls"}]);
+        api.insert(KC, sec);
+        let kc: KafkaCluster =
+            serde_json::from_value(api.get(KC, "sec").expect("sec")).expect("kc");
+        cluster_controller::reconcile(Arc::new(kc), ctx.clone())
+            .await
+            .expect("reconcile sec");
+        // A broker more: the broker certificate is issued again (its Secret patched).
+        let mut spec: Value = api.get(KC, "sec").expect("sec")["spec"].clone();
+        spec["brokersPerZone"] = json!(3);
+        api.update_spec(KC, "sec", spec);
+        let kc: KafkaCluster =
+            serde_json::from_value(api.get(KC, "sec").expect("sec")).expect("kc");
+        cluster_controller::reconcile(Arc::new(kc), ctx.clone())
+            .await
+            .expect("reconcile sec again");
+        api.insert(
+            KU,
+            json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaUser",
+                   "metadata": {"name": "audit", "namespace": "kafka"},
+                   "spec": {"clusterRef": {"name": "sec"}, "authentication": {"type": "tls"}}}),
+        );
+        let user = |api: &FakeApi| -> Arc<KafkaUser> {
+            Arc::new(serde_json::from_value(api.get(KU, "audit").expect("ku")).expect("typed"))
+        };
+        user_controller::reconcile(user(&api), ctx.clone())
+            .await
+            .expect("reconcile user");
+        // Deleted after its cluster: the finalizer is released without the admin protocol.
+        api.delete_user(KC, "sec");
+        let kc: KafkaCluster =
+            serde_json::from_value(api.get(KC, "sec").expect("sec")).expect("kc");
+        cluster_controller::reconcile(Arc::new(kc), ctx.clone())
+            .await
+            .expect("delete sec");
+        api.delete_user(KU, "audit");
+        user_controller::reconcile(user(&api), ctx.clone())
+            .await
+            .expect("delete user");
     }
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (verb, group, resource) in api.verbs() {
@@ -117,6 +163,7 @@ async fn derived() -> BTreeMap<(String, String), BTreeSet<String>> {
     for (group, resource) in cluster_controller::WATCHED
         .iter()
         .chain(topic_controller::WATCHED)
+        .chain(user_controller::WATCHED)
     {
         let e = out
             .entry((group.to_string(), resource.to_string()))

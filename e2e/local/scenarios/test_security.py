@@ -1,0 +1,159 @@
+"""Authenticated clients on the local Kubernetes bed (issue 14), written against the bed interface
+(docs/e2e.md), run under `.k8s/exec` so the cluster's Service and pod names resolve:
+
+    . .k8s/env && .k8s/exec .venv/bin/python -m pytest e2e/local/scenarios/test_security.py -q
+
+A three-zone cluster with one SASL_SSL listener (SCRAM-SHA-512, certificate from the operator's
+cluster CA). A KafkaUser gets its Secret, and confluent-kafka — trusting the CA from the
+`<cluster>-cluster-ca-cert` Secret, verifying broker host names — produces to its topic with the
+generated password; a wrong password and a deleted user are refused. With
+SECURITY_ACLS=1 (set when the broker enforces ACLs) the cluster also has `spec.authorization` and
+the user is denied on a topic its ACLs don't name.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+
+CLUSTER = "sec"
+PORT = 9093
+ACLS = os.environ.get("SECURITY_ACLS", "0") == "1"
+
+
+def kubectl(*args, input=None, check=True) -> str:
+    r = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
+def get(kind, name, ns, check=True) -> dict | None:
+    out = kubectl("get", kind, name, "-n", ns, "-o", "json", check=check)
+    return json.loads(out) if out else None
+
+
+def apply(ns, manifest):
+    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+
+def wait_for(what, fn, timeout=300.0, every=2.0):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def ready(kind, name, ns, timeout=600):
+    def check():
+        o = get(kind, name, ns, check=False) or {}
+        conds = {c["type"]: c for c in o.get("status", {}).get("conditions", [])}
+        return conds.get("Ready", {}).get("status") == "True" and o
+    return wait_for(f"{kind} {name} Ready", check, timeout=timeout)
+
+
+def secret_value(ns, name, key) -> str:
+    s = get("secret", name, ns)
+    return base64.b64decode(s["data"][key]).decode()
+
+
+@pytest.fixture
+def ns():
+    name = f"sec-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def produce(bootstrap, ca_file, user, password, topic, timeout=30.0):
+    """Produces one record; returns None on success, else the error text."""
+    errors = []
+    p = Producer({
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": user,
+        "sasl.password": password,
+        "ssl.ca.location": ca_file,
+        "message.timeout.ms": int(timeout * 1000),
+        "error_cb": lambda e: errors.append(str(e)),
+    })
+    result = {}
+    p.produce(topic, b"hello", callback=lambda err, msg: result.setdefault("err", err))
+    deadline = time.time() + timeout + 5
+    while "err" not in result and time.time() < deadline:
+        p.poll(0.5)
+        if errors and any("Authentication" in e or "SASL" in e for e in errors):
+            break
+    p.flush(1)
+    if "err" in result and result["err"] is None:
+        return None
+    return str(result.get("err")) + " " + "; ".join(errors)
+
+
+def test_kafkauser_gets_its_secret_and_produces_over_sasl_ssl(ns, tmp_path):
+    spec = {
+        "zones": ["zone-a", "zone-b", "zone-c"],
+        "brokersPerZone": 1,
+        "brokerType": "kafka.t3.small",
+        "storage": {"size": "64Mi", "storageClassName": "rivulet-local"},
+        "listeners": [{"name": "tls", "port": PORT, "tls": True, "authentication": "scram-sha-512"}],
+    }
+    if ACLS:
+        spec["authorization"] = {"type": "simple", "superUsers": ["admin"]}
+    apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": CLUSTER}, "spec": spec})
+    kc = ready("kafkacluster", CLUSTER, ns)
+    bootstrap = f"{CLUSTER}-bootstrap.{ns}.svc:{PORT}"
+    assert kc["status"]["bootstrapAddress"] == bootstrap
+    assert kc["status"]["listeners"] == [{"name": "tls", "securityProtocol": "SASL_SSL", "bootstrapAddress": bootstrap}]
+
+    # The CA for clients, without its key; the brokers' certificate Secret.
+    ca_secret = get("secret", f"{CLUSTER}-cluster-ca-cert", ns)
+    assert set(ca_secret["data"]) == {"ca.crt"}
+    assert set(get("secret", f"{CLUSTER}-broker-tls", ns)["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text(secret_value(ns, f"{CLUSTER}-cluster-ca-cert", "ca.crt"))
+
+    for t in ["mine", "theirs"]:
+        apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic", "metadata": {"name": t},
+                   "spec": {"clusterRef": {"name": CLUSTER}, "partitions": 1, "replicationFactor": 3}})
+    for t in ["mine", "theirs"]:
+        ready("kafkatopic", t, ns, timeout=180)
+
+    user = {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaUser", "metadata": {"name": "app"},
+            "spec": {"clusterRef": {"name": CLUSTER}, "authentication": {"type": "scram-sha-512"}}}
+    if ACLS:
+        user["spec"]["authorization"] = {"acls": [
+            {"resource": {"type": "topic", "name": "mine"}, "operations": ["Describe", "Write"]},
+            {"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]},
+        ]}
+    apply(ns, user)
+    ku = ready("kafkauser", "app", ns, timeout=180)
+    assert ku["status"]["principal"] == "User:app"
+    password = secret_value(ns, "app", "password")
+    assert len(password) == 32 and secret_value(ns, "app", "username") == "app"
+
+    # The credential works over TLS with host-name verification against the cluster CA.
+    err = wait_for("a produce as app", lambda: produce(bootstrap, str(ca_file), "app", password, "mine", 20) is None or None,
+                   timeout=120, every=5)
+    assert err
+    assert produce(bootstrap, str(ca_file), "app", "wrong-password", "mine", 10) is not None
+    if ACLS:
+        denied = produce(bootstrap, str(ca_file), "app", password, "theirs", 15)
+        assert denied is not None and "AUTHORIZATION" in denied.upper(), denied
+
+    # Deleting the user removes its credential from the cluster (finalizer) and its Secret.
+    kubectl("delete", "kafkauser", "app", "-n", ns, "--wait=true", "--timeout=120s")
+    wait_for("app's Secret gone", lambda: get("secret", "app", ns, check=False) is None, timeout=120)
+    assert produce(bootstrap, str(ca_file), "app", password, "mine", 10) is not None

@@ -1,0 +1,323 @@
+//! The certificate Secrets of a cluster with TLS listeners:
+//!
+//! - `<cluster>-cluster-ca`: the CA's `ca.crt` and `ca.key` (only the operator reads it);
+//! - `<cluster>-cluster-ca-cert`: `ca.crt` alone, for clients (after a CA renewal it holds the
+//!   new and the previous CA, so clients trusting either keep working);
+//! - `<cluster>-broker-tls`: `tls.crt`, `tls.key` and `ca.crt`, mounted into every broker at
+//!   `/etc/rivulet/tls`.
+//!
+//! Each reconcile checks them ([`super::certs`]) and writes only what must change. A renewed
+//! broker certificate reaches running brokers without a restart: the kubelet rewrites Secret
+//! volumes and the broker reloads its certificate files when they change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use tracing::info;
+
+use super::certs::{self, CertKey, Renewal};
+use super::listeners::{broker_tls_secret, needs_tls};
+use crate::builders::{bootstrap_name, broker_headless_name, broker_sts_name, zone_first_id};
+use crate::context::{Ctx, FIELD_MANAGER};
+use crate::crd::KafkaCluster;
+
+/// Secret with the CA certificate and key.
+pub fn ca_secret(cluster: &str) -> String {
+    format!("{cluster}-cluster-ca")
+}
+/// Secret with the CA certificate(s) only, for clients.
+pub fn ca_cert_secret(cluster: &str) -> String {
+    format!("{cluster}-cluster-ca-cert")
+}
+/// Subject CN of the broker certificate.
+pub fn broker_cn(cluster: &str) -> String {
+    format!("{cluster}-broker")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("certificates: {0}")]
+    Certs(#[from] certs::Error),
+}
+
+fn service_names(svc: &str, ns: &str) -> [String; 4] {
+    [
+        svc.to_string(),
+        format!("{svc}.{ns}"),
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}.svc.cluster.local"),
+    ]
+}
+
+/// The names the broker certificate must carry: every broker's per-pod name under the headless
+/// Service (`.svc`, as advertised, and `.svc.cluster.local`), and the headless and bootstrap
+/// Service names in their short, namespaced, `.svc` and `.svc.cluster.local` forms.
+pub fn broker_dns_names(kc: &KafkaCluster) -> BTreeSet<String> {
+    let name = kc.name_any();
+    let ns = kc.namespace().unwrap_or_default();
+    let headless = broker_headless_name(&name);
+    let mut out = BTreeSet::new();
+    for i in 0..kc.spec.zones.len() {
+        let sts = broker_sts_name(&name, i);
+        for o in 0..kc.spec.brokers_per_zone.max(0) {
+            let pod = format!("{sts}-{}", zone_first_id(i) + o);
+            out.insert(format!("{pod}.{headless}.{ns}.svc"));
+            out.insert(format!("{pod}.{headless}.{ns}.svc.cluster.local"));
+        }
+    }
+    out.extend(service_names(&headless, &ns));
+    out.extend(service_names(&bootstrap_name(&name), &ns));
+    out
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// A Secret key's value as text.
+pub fn secret_text(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+}
+
+/// The first PEM block of a bundle (the current CA of `ca.crt`).
+pub fn first_pem(bundle: &str) -> String {
+    const END: &str = "-----END CERTIFICATE-----";
+    match bundle.find(END) {
+        Some(i) => format!("{}\n", &bundle[..i + END.len()]),
+        None => bundle.to_string(),
+    }
+}
+
+/// A Secret owned by `owner` (garbage-collected with it), ready for server-side apply.
+pub fn secret_object<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    name: &str,
+    ns: &str,
+    labels: BTreeMap<String, String>,
+    data: &BTreeMap<&str, String>,
+) -> Value {
+    let owner_ref = owner.controller_owner_ref(&());
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": labels,
+            "ownerReferences": owner_ref.map(|o| vec![o]).unwrap_or_default(),
+        },
+        "type": "Opaque",
+        "data": data.iter().map(|(k, v)| (k.to_string(), b64(v))).collect::<BTreeMap<_, _>>(),
+    })
+}
+
+fn labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "rivulet".into()),
+        ("app.kubernetes.io/instance".into(), cluster.into()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "rivulet-operator".into(),
+        ),
+        ("rivulet.dev/cluster".into(), cluster.into()),
+    ])
+}
+
+/// Reads the cluster CA (certificate bundle and key) from its Secret.
+pub async fn read_ca(
+    secrets: &Api<Secret>,
+    cluster: &str,
+) -> Result<Option<(CertKey, String)>, kube::Error> {
+    let Some(s) = secrets.get_opt(&ca_secret(cluster)).await? else {
+        return Ok(None);
+    };
+    match (secret_text(&s, "ca.crt"), secret_text(&s, "ca.key")) {
+        (Some(bundle), Some(key)) => Ok(Some((
+            CertKey {
+                cert_pem: first_pem(&bundle),
+                key_pem: key,
+            },
+            bundle,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Makes the CA and broker certificate Secrets right for `kc` (nothing without TLS listeners).
+/// Returns what changed, for Events.
+pub async fn reconcile(kc: &KafkaCluster, ctx: &Ctx) -> Result<Vec<String>, Error> {
+    if !needs_tls(&kc.spec) {
+        return Ok(Vec::new());
+    }
+    let name = kc.name_any();
+    let ns = kc.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let now = OffsetDateTime::now_utc();
+    let mut changes = Vec::new();
+
+    // The CA.
+    let current = read_ca(&secrets, &name).await?;
+    let (ca, bundle) = match (
+        certs::check_ca(current.as_ref().map(|c| &c.0), now),
+        &current,
+    ) {
+        (None, Some(c)) => c.clone(),
+        (why, _) => {
+            let why = why.unwrap_or(Renewal::Missing);
+            let ca = certs::generate_ca(&name, now)?;
+            // Keep trusting the previous CA while it is valid, so clients move over in time.
+            let mut bundle = ca.cert_pem.clone();
+            if let Some((old, _)) = &current {
+                if matches!(why, Renewal::Expiring { .. }) {
+                    bundle.push_str(&old.cert_pem);
+                }
+            }
+            let data = BTreeMap::from([("ca.crt", bundle.clone()), ("ca.key", ca.key_pem.clone())]);
+            secrets
+                .patch(
+                    &ca_secret(&name),
+                    &pp,
+                    &Patch::Apply(secret_object(
+                        kc,
+                        &ca_secret(&name),
+                        &ns,
+                        labels(&name),
+                        &data,
+                    )),
+                )
+                .await?;
+            info!(cluster = %name, reason = %why, "generated the cluster CA");
+            changes.push(format!("cluster CA generated ({why})"));
+            (ca, bundle)
+        }
+    };
+    let public = BTreeMap::from([("ca.crt", bundle.clone())]);
+    let live = secrets.get_opt(&ca_cert_secret(&name)).await?;
+    if live
+        .as_ref()
+        .and_then(|s| secret_text(s, "ca.crt"))
+        .as_deref()
+        != Some(bundle.as_str())
+    {
+        secrets
+            .patch(
+                &ca_cert_secret(&name),
+                &pp,
+                &Patch::Apply(secret_object(
+                    kc,
+                    &ca_cert_secret(&name),
+                    &ns,
+                    labels(&name),
+                    &public,
+                )),
+            )
+            .await?;
+    }
+
+    // The broker certificate.
+    let tls_name = broker_tls_secret(&name);
+    let live = secrets.get_opt(&tls_name).await?;
+    let crt = live.as_ref().and_then(|s| secret_text(s, "tls.crt"));
+    let want = broker_dns_names(kc);
+    let why = certs::check_leaf(crt.as_deref(), &ca.cert_pem, &broker_cn(&name), &want, now);
+    let bundle_stale = live
+        .as_ref()
+        .and_then(|s| secret_text(s, "ca.crt"))
+        .as_deref()
+        != Some(bundle.as_str());
+    if why.is_some() || bundle_stale {
+        let (crt, key) = match &why {
+            Some(_) => {
+                let names: Vec<String> = want.iter().cloned().collect();
+                let leaf = certs::issue(&name, &ca, &broker_cn(&name), &names, true, now)?;
+                (leaf.cert_pem, leaf.key_pem)
+            }
+            None => (
+                crt.unwrap_or_default(),
+                live.as_ref()
+                    .and_then(|s| secret_text(s, "tls.key"))
+                    .unwrap_or_default(),
+            ),
+        };
+        let data = BTreeMap::from([("tls.crt", crt), ("tls.key", key), ("ca.crt", bundle)]);
+        secrets
+            .patch(
+                &tls_name,
+                &pp,
+                &Patch::Apply(secret_object(kc, &tls_name, &ns, labels(&name), &data)),
+            )
+            .await?;
+        let what = match why {
+            Some(r) => format!("broker certificate issued ({r})"),
+            None => "broker CA bundle updated".to_string(),
+        };
+        info!(cluster = %name, "{what}");
+        changes.push(what);
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::KafkaClusterSpec;
+
+    fn kc() -> KafkaCluster {
+        let spec: KafkaClusterSpec = serde_json::from_value(json!({
+            "zones": ["a", "b"], "brokersPerZone": 2, "storage": {"size": "1Gi"}
+        }))
+        .expect("spec");
+        let mut kc = KafkaCluster::new("demo", spec);
+        kc.metadata.namespace = Some("kafka".into());
+        kc
+    }
+
+    #[test]
+    fn broker_names_cover_every_broker_and_the_services() {
+        let names = broker_dns_names(&kc());
+        for id in ["z0-0", "z0-1", "z1-1000", "z1-1001"] {
+            assert!(
+                names.contains(&format!("demo-broker-{id}.demo-broker-headless.kafka.svc")),
+                "{id}"
+            );
+            assert!(names.contains(&format!(
+                "demo-broker-{id}.demo-broker-headless.kafka.svc.cluster.local"
+            )));
+        }
+        for n in [
+            "demo-bootstrap",
+            "demo-bootstrap.kafka",
+            "demo-bootstrap.kafka.svc",
+            "demo-bootstrap.kafka.svc.cluster.local",
+            "demo-broker-headless.kafka.svc",
+        ] {
+            assert!(names.contains(n), "{n}");
+        }
+        assert_eq!(names.len(), 4 * 2 + 8);
+        // Growing a zone adds names: the certificate is issued again.
+        let mut grown = kc();
+        grown.spec.brokers_per_zone = 3;
+        let more = broker_dns_names(&grown);
+        assert!(more.contains("demo-broker-z1-1002.demo-broker-headless.kafka.svc"));
+        assert!(more.is_superset(&names));
+    }
+
+    #[test]
+    fn first_pem_takes_the_current_ca_of_a_bundle() {
+        let a = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n";
+        let b = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        assert_eq!(first_pem(&format!("{a}{b}")), a);
+        assert_eq!(first_pem(a), a);
+    }
+}
