@@ -324,6 +324,59 @@ pub const BROKER_SETTINGS_NOT_IN_CONFIG: &[(&str, &str)] = &[
         "RIVULET_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
         "inside the pod's termination grace period",
     ),
+    (
+        "RIVULET_AUTHORIZER",
+        "spec.authorization (authorizer.class.name)",
+    ),
+    ("RIVULET_SUPER_USERS", "spec.authorization.superUsers"),
+    (
+        "RIVULET_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        "false whenever spec.authorization is set",
+    ),
+    (
+        "RIVULET_INTER_BROKER_SASL_MECHANISM",
+        "brokers talk over the internal replication listener (security)",
+    ),
+    (
+        "RIVULET_INTER_BROKER_SASL_USERNAME",
+        "brokers talk over the internal replication listener (security)",
+    ),
+    (
+        "RIVULET_INTER_BROKER_SASL_PASSWORD",
+        "brokers talk over the internal replication listener (security)",
+    ),
+    (
+        "RIVULET_INTER_BROKER_SASL_PASSWORD_FILE",
+        "brokers talk over the internal replication listener (security)",
+    ),
+    (
+        "RIVULET_BOOTSTRAP_SCRAM_USERS_FILE",
+        "users are KafkaUser resources",
+    ),
+    (
+        "RIVULET_COORDINATOR_DIGEST_USERNAME",
+        "coordinator credentials are not rendered yet: znodes stay open inside the namespace",
+    ),
+    (
+        "RIVULET_COORDINATOR_DIGEST_PASSWORD",
+        "coordinator credentials are not rendered yet: znodes stay open inside the namespace",
+    ),
+    (
+        "RIVULET_COORDINATOR_DIGEST_PASSWORD_FILE",
+        "coordinator credentials are not rendered yet: znodes stay open inside the namespace",
+    ),
+    (
+        "RIVULET_ZOOKEEPER_SET_ACL",
+        "coordinator credentials are not rendered yet: znodes stay open inside the namespace",
+    ),
+    (
+        "RIVULET_REPLICATION_QUOTA_WINDOW_NUM",
+        "Kafka's default window; spec.scaling.throttleBytesPerSecond sets the rate",
+    ),
+    (
+        "RIVULET_REPLICATION_QUOTA_WINDOW_SIZE_SECONDS",
+        "Kafka's default window; spec.scaling.throttleBytesPerSecond sets the rate",
+    ),
 ];
 
 /// Topic-level config keys a KafkaTopic's `spec.config` accepts: the broker's topic configs
@@ -346,6 +399,13 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
     "unclean.leader.election.enable",
+];
+
+/// Topic configs of the broker a KafkaTopic can't set: the scaling drain and rebalance set and
+/// remove them on the topics whose replicas move (`operator/src/scale/`).
+pub const TOPIC_CONFIGS_SET_BY_SCALING: &[&str] = &[
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
 ];
 
 /// Keys the operator sets itself; users can't override them.

@@ -6,9 +6,9 @@
 A three-zone cluster with one SASL_SSL listener (SCRAM-SHA-512, certificate from the operator's
 cluster CA). A KafkaUser gets its Secret, and confluent-kafka — trusting the CA from the
 `<cluster>-cluster-ca-cert` Secret, verifying broker host names — produces to its topic with the
-generated password; a wrong password and a deleted user are refused. With
-SECURITY_ACLS=1 (set when the broker enforces ACLs) the cluster also has `spec.authorization` and
-the user is denied on a topic its ACLs don't name.
+generated password; a wrong password and a deleted user are refused. The cluster also has
+`spec.authorization` and the user is denied on a topic its ACLs don't name (SECURITY_ACLS=0 leaves
+the authorizer off, to tell an authentication failure from an authorization one).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from confluent_kafka import KafkaException, Producer
 
 CLUSTER = "sec"
 PORT = 9093
-ACLS = os.environ.get("SECURITY_ACLS", "0") == "1"
+ACLS = os.environ.get("SECURITY_ACLS", "1") == "1"
 
 
 def kubectl(*args, input=None, check=True) -> str:
