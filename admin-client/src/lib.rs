@@ -93,6 +93,27 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// DescribeConfigs entries by name.
+fn config_entries(
+    configs: Vec<
+        kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult,
+    >,
+) -> BTreeMap<String, ConfigEntry> {
+    configs
+        .into_iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                ConfigEntry {
+                    value: c.value.map(|v| v.to_string()),
+                    source: c.config_source,
+                    read_only: c.read_only,
+                },
+            )
+        })
+        .collect()
+}
+
 fn check(api: &'static str, resource: &str, code: i16, message: Option<&StrBytes>) -> Result<()> {
     match code.err() {
         None => Ok(()),
@@ -488,19 +509,7 @@ impl AdminClient {
             r.error_code,
             r.error_message.as_ref(),
         )?;
-        Ok(r.configs
-            .into_iter()
-            .map(|c| {
-                (
-                    c.name.to_string(),
-                    ConfigEntry {
-                        value: c.value.map(|v| v.to_string()),
-                        source: c.config_source,
-                        read_only: c.read_only,
-                    },
-                )
-            })
-            .collect())
+        Ok(config_entries(r.configs))
     }
 
     /// Sets `set` and removes (back to default) `delete` on a topic, atomically per topic.
@@ -731,19 +740,7 @@ impl AdminClient {
             r.error_code,
             r.error_message.as_ref(),
         )?;
-        Ok(r.configs
-            .into_iter()
-            .map(|c| {
-                (
-                    c.name.to_string(),
-                    ConfigEntry {
-                        value: c.value.map(|v| v.to_string()),
-                        source: c.config_source,
-                        read_only: c.read_only,
-                    },
-                )
-            })
-            .collect())
+        Ok(config_entries(r.configs))
     }
 
     /// Log directories of one broker (for storage autoscaling).

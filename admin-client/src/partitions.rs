@@ -35,28 +35,26 @@ pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 impl AdminClient {
     /// Replicas, ISR and leader of every partition of every topic (internal ones included).
     pub async fn describe_partitions(&mut self) -> Result<PartitionsView> {
-        let md = self.metadata(None).await?;
-        let mut partitions = Vec::new();
-        for t in md.topics {
-            let Some(name) = t.name.map(|n| n.0.to_string()) else {
-                continue;
-            };
-            check("Metadata", &name, t.error_code, None)?;
-            for p in t.partitions {
-                partitions.push(PartitionInfo {
-                    topic: name.clone(),
-                    partition: p.partition_index,
-                    leader: p.leader_id.0,
-                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
-                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
-                });
-            }
-        }
-        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        let state = self.cluster_state().await?;
+        // cluster_state() orders topics by name and partitions by index.
+        let partitions = state
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name;
+                t.partitions.into_iter().map(move |p| PartitionInfo {
+                    topic: topic.clone(),
+                    partition: p.index,
+                    leader: p.leader,
+                    replicas: p.replicas,
+                    isr: p.isr,
+                })
+            })
+            .collect();
+        let mut brokers: Vec<i32> = state.brokers.iter().map(|b| b.id).collect();
         brokers.sort_unstable();
         Ok(PartitionsView {
-            controller_id: md.controller_id.0,
+            controller_id: state.controller_id,
             brokers,
             partitions,
         })

@@ -2,6 +2,7 @@
 //! PLAIN or SCRAM-SHA-256/512 (RFC 5802/7677), as a Kafka client's `security.protocol`,
 //! `sasl.mechanism`, `sasl.username` / `sasl.password` and `ssl.*` settings say.
 
+use crate::user_admin::{salted_password, ScramMechanism};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -146,18 +147,11 @@ fn hash(m: SaslMechanism, data: &[u8]) -> Vec<u8> {
     }
 }
 
-fn salted_password(m: SaslMechanism, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+/// The KIP-554 mechanism of a SCRAM SASL mechanism (PLAIN never salts).
+fn scram_mechanism(m: SaslMechanism) -> ScramMechanism {
     match m {
-        SaslMechanism::ScramSha256 => {
-            let mut out = [0u8; 32];
-            pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out);
-            out.to_vec()
-        }
-        _ => {
-            let mut out = [0u8; 64];
-            pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
-            out.to_vec()
-        }
+        SaslMechanism::ScramSha256 => ScramMechanism::Sha256,
+        _ => ScramMechanism::Sha512,
     }
 }
 
@@ -212,7 +206,7 @@ impl ScramClient {
             return Err(format!("iteration count {iterations} out of range"));
         }
         let m = self.mechanism;
-        let salted = salted_password(m, self.password.as_bytes(), &salt, iterations);
+        let salted = salted_password(scram_mechanism(m), &self.password, &salt, iterations);
         let client_key = hmac(m, &salted, b"Client Key");
         let stored_key = hash(m, &client_key);
         let without_proof = format!("c=biws,r={nonce}");

@@ -73,7 +73,9 @@ def roll_under_load(ns, name, per_zone):
         assert not roll_events(ns)
 
         # Unpaused: one broker at a time, the controller last.
-        controller = AdminClient({"bootstrap.servers": bootstrap}).describe_cluster().result(30).controller.id
+        # Keep the client referenced until the future resolves: a collected handle fails it.
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        controller = admin.describe_cluster().result(30).controller.id
         lat_from = len(load.latencies)
         t0 = time.monotonic()
         kubectl("annotate", "kafkacluster", name, "-n", ns, f"{PAUSE}-")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use rivulet_admin_client::AdminClient;
 use tracing::{info, warn};
 
@@ -291,10 +291,12 @@ pub async fn roll(
         }
         Decision::Restart { id, pod, reasons } => {
             let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
-            let uid = pods
-                .iter()
-                .find(|p| p.name_any() == *pod)
-                .and_then(|p| p.metadata.uid.clone());
+            let live = pods.iter().find(|p| p.name_any() == *pod);
+            let uid = live.and_then(|p| p.metadata.uid.clone());
+            // The pod as the Event's related object: kube's recorder merges Events that share
+            // regarding, related, reason and action into one series, so without it every
+            // restart of a roll would show as one Event.
+            let related = live.map(|p| p.object_ref(&()));
             let dp = DeleteParams {
                 preconditions: uid.map(|uid| Preconditions {
                     uid: Some(uid),
@@ -309,12 +311,13 @@ pub async fn roll(
                 Err(e) => return Err(e.into()),
             }
             info!(cluster = %name, broker = id, pod = %pod, reasons = ?why, "restarting broker");
-            ctx.event(
+            ctx.event_about(
                 kc,
                 false,
                 "RestartingBroker",
                 "Roll",
                 format!("restarting broker {id} (pod {pod}): {}", why.join("; ")),
+                related,
             )
             .await;
             let op = operation(

@@ -77,7 +77,7 @@ pub enum Refusal {
     },
 }
 
-fn rack_of<'a>(brokers: &'a [Broker], id: i32) -> Option<&'a str> {
+fn rack_of(brokers: &[Broker], id: i32) -> Option<&str> {
     brokers.iter().find(|b| b.id == id).map(|b| b.rack.as_str())
 }
 
@@ -275,12 +275,14 @@ pub fn rebalance_plan(brokers: &[Broker], parts: &[Partition]) -> Vec<Move> {
     out
 }
 
+/// (partition, broker) pairs of one topic's throttled-replicas list.
+type ReplicaSet = BTreeSet<(i32, i32)>;
+
 /// Topic configs of the replication throttle for a set of moves, as Kafka's reassignment tool
 /// sets them: leader side on every current replica (whichever leads serves the copies), follower
 /// side on the replicas being added. `(topic → (leader list, follower list))`.
 pub fn throttled_replicas(moves: &[Move]) -> BTreeMap<String, (String, String)> {
-    let mut per_topic: BTreeMap<String, (BTreeSet<(i32, i32)>, BTreeSet<(i32, i32)>)> =
-        BTreeMap::new();
+    let mut per_topic: BTreeMap<String, (ReplicaSet, ReplicaSet)> = BTreeMap::new();
     for m in moves {
         let e = per_topic.entry(m.topic.clone()).or_default();
         for r in &m.from {
