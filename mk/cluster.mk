@@ -18,7 +18,7 @@ deps-cluster: venv
 
 # Partition tests need root for `ip netns`; elsewhere they skip and say why.
 test-cluster:
-	RIVULET_BIN_DIR=$(BIN) timeout 900 $(PY) -m pytest $(CLUSTER_TEST_DIR) -q
+	RIVULET_BIN_DIR=$(BIN) timeout 1500 $(PY) -m pytest $(CLUSTER_TEST_DIR) -q
 
 # Prints throughput, latency and failover figures (RF=3 acks=all vs RF=1 acks=1); asserts nothing.
 bench-cluster:
