@@ -242,14 +242,14 @@ fn unauthorized(
             cluster_ok
         } else {
             let name = if version >= 13 {
-                view.topic_by_id(&t.topic_id).map(|m| m.name.clone())
+                view.topic_by_id(&t.topic_id).map(|m| m.name.as_str())
             } else {
-                Some(t.topic.0.to_string())
+                Some(t.topic.0.as_str())
             };
             // An unknown topic id is answered UNKNOWN_TOPIC_ID by the handler.
             name.is_none_or(|n| {
                 b.security
-                    .allows(caller, Operation::Read, AclResource::Topic, &n)
+                    .allows(caller, Operation::Read, AclResource::Topic, n)
             })
         };
         if ok {

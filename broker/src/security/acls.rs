@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use zookeeper_client as zk;
@@ -518,58 +517,17 @@ async fn zk_read_all(client: &zk::Client) -> Result<Vec<AclBinding>, zk::Error> 
 
 /// Runs for one coordinator session: reads every ACL, then again after each change
 /// notification in either change directory, until `stop` fires or the session fails.
-pub async fn watch_changes(
-    store: Arc<AclStore>,
-    client: zk::Client,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let mut ready = true;
-        for dir in [LITERAL_CHANGES, EXTENDED_CHANGES] {
-            if let Err(e) = ensure_dir(&client, dir).await {
-                tracing::warn!(error = %e, "cannot create {dir}; retrying");
-                ready = false;
-            }
-        }
-        let watchers = if ready {
-            match (
-                client.list_and_watch_children(LITERAL_CHANGES).await,
-                client.list_and_watch_children(EXTENDED_CHANGES).await,
-            ) {
-                (Ok((_, a)), Ok((_, b))) => Some((a, b)),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(error = %e, "cannot watch the ACL change directories; retrying");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let Some((a, b)) = watchers else {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        };
-        match zk_read_all(&client).await {
-            Ok(acls) => {
-                tracing::debug!(acls = acls.len(), "ACLs loaded");
-                store.replace(acls);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the ACLs; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        }
-        tokio::select! {
-            _ = a.changed() => {}
-            _ = b.changed() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+pub async fn watch_changes(store: Arc<AclStore>, client: zk::Client, stop: watch::Receiver<bool>) {
+    super::zk_sync::reload_on_change(
+        &client,
+        "ACLs",
+        &[LITERAL_CHANGES, EXTENDED_CHANGES],
+        &create_options(zk::CreateMode::Persistent),
+        zk_read_all,
+        |acls| store.replace(acls),
+        stop,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -246,30 +246,32 @@ pub fn authorize<'a>(
     resource_type: ResourceType,
     name: &str,
 ) -> bool {
-    let who = principal.to_string();
-    if cfg.super_users.contains(&who) {
+    if cfg.super_users.iter().any(|u| principal.is(u)) {
         return true;
     }
-    let applicable: Vec<&AclBinding> = acls
-        .into_iter()
-        .filter(|b| b.pattern.resource_type == resource_type && b.pattern.covers(name))
-        .collect();
-    if applicable.is_empty() {
+    // Two passes over the bindings rather than a collected list: this runs per topic of every
+    // produce and fetch when the authorizer is on.
+    let applicable = || {
+        acls.clone()
+            .into_iter()
+            .filter(|b| b.pattern.resource_type == resource_type && b.pattern.covers(name))
+    };
+    if applicable().next().is_none() {
         return cfg.allow_everyone_if_no_acl_found;
     }
     let matches_entry = |e: &AccessControlEntry, ops: &[Operation]| {
-        (e.principal == who || e.principal == WILDCARD_PRINCIPAL)
+        (e.principal == WILDCARD_PRINCIPAL || principal.is(&e.principal))
             && (e.host == host || e.host == WILDCARD)
             && ops.contains(&e.operation)
     };
     // DENY wins: a DENY of the operation itself (or All) refuses.
-    let denied = applicable.iter().any(|b| {
+    let denied = applicable().any(|b| {
         b.entry.permission == Permission::Deny && matches_entry(&b.entry, &[op, Operation::All])
     });
     if denied {
         return false;
     }
-    applicable.iter().any(|b| {
+    applicable().any(|b| {
         b.entry.permission == Permission::Allow && matches_entry(&b.entry, op.granted_by())
     })
 }
@@ -286,12 +288,11 @@ pub fn authorize_any<'a>(
     op: Operation,
     resource_type: ResourceType,
 ) -> bool {
-    let who = principal.to_string();
-    if cfg.super_users.contains(&who) {
+    if cfg.super_users.iter().any(|u| principal.is(u)) {
         return true;
     }
     let applies = |e: &AccessControlEntry| {
-        (e.principal == who || e.principal == WILDCARD_PRINCIPAL)
+        (e.principal == WILDCARD_PRINCIPAL || principal.is(&e.principal))
             && (e.host == host || e.host == WILDCARD)
     };
     let of_type: Vec<&AclBinding> = acls

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use zookeeper_client as zk;
@@ -414,44 +413,18 @@ async fn zk_read_users(client: &zk::Client) -> Result<Users, zk::Error> {
 pub async fn watch_changes(
     store: Arc<CredentialStore>,
     client: zk::Client,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        if let Err(e) = client.mkdir(CHANGES_PATH, &persistent()).await {
-            if e != zk::Error::NodeExists {
-                tracing::warn!(error = %e, "cannot create /config/changes; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        }
-        let watcher = match client.list_and_watch_children(CHANGES_PATH).await {
-            Ok((_, w)) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch /config/changes; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        };
-        match zk_read_users(&client).await {
-            Ok(users) => {
-                tracing::debug!(users = users.len(), "SCRAM credentials loaded");
-                store.replace(users);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read /config/users; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        }
-        tokio::select! {
-            _ = watcher.changed() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+    super::zk_sync::reload_on_change(
+        &client,
+        "SCRAM credentials",
+        &[CHANGES_PATH],
+        &persistent(),
+        zk_read_users,
+        |users| store.replace(users),
+        stop,
+    )
+    .await
 }
 
 #[cfg(test)]

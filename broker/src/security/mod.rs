@@ -15,6 +15,7 @@ pub mod sasl;
 pub mod scram;
 pub mod scram_admin;
 pub mod tls;
+pub mod zk_sync;
 
 use std::sync::{Arc, OnceLock};
 

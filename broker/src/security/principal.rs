@@ -34,6 +34,12 @@ impl KafkaPrincipal {
             name: n.to_string(),
         })
     }
+    /// Whether `s` (`Type:name`, as in ACLs and `super.users`) names this principal; compares
+    /// without building the string, since the authorizer asks on every produce and fetch.
+    pub fn is(&self, s: &str) -> bool {
+        s.split_once(':')
+            .is_some_and(|(t, n)| t == self.principal_type && n == self.name)
+    }
     /// The principal of a client certificate (DER), `None` when it cannot be parsed.
     pub fn from_certificate(der: &[u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
