@@ -18,6 +18,7 @@ use crate::builders::{
 use crate::conditions::set_condition;
 use crate::context::{Ctx, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaClusterStatus, ZoneStatus};
+use crate::patches::{add_finalizer, patch_status, remove_finalizer};
 use crate::quantity::parse_bytes;
 use crate::scale::reconcile::reconcile_scaling;
 use crate::storage::reconcile::reconcile_storage;
@@ -268,7 +269,7 @@ pub fn error_policy(kc: Arc<KafkaCluster>, _err: &Error, ctx: Arc<Ctx>) -> Actio
     Action::requeue(ctx.backoff(&key))
 }
 
-/// The status as a merge patch. A merge patch leaves out what is absent, so a cleared
+/// The `status` value of a merge patch. A merge patch leaves out what is absent, so a cleared
 /// `scaling` is sent as an explicit null (else the finished operation would stay in the status).
 pub fn status_patch(status: &KafkaClusterStatus) -> serde_json::Value {
     let mut v = serde_json::to_value(status).unwrap_or_default();
@@ -277,7 +278,7 @@ pub fn status_patch(status: &KafkaClusterStatus) -> serde_json::Value {
             o.insert("scaling".into(), serde_json::Value::Null);
         }
     }
-    json!({ "status": v })
+    v
 }
 
 async fn write_status(
@@ -290,12 +291,7 @@ async fn write_status(
     }
     let ns = kc.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(
-        &kc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(status_patch(&status)),
-    )
-    .await?;
+    patch_status(&api, kc, status_patch(&status)).await?;
     Ok(true)
 }
 
@@ -307,17 +303,7 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     if kc.meta().deletion_timestamp.is_some() {
         return cleanup(kc, ctx, &clusters).await;
     }
-    if !kc.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut fins = kc.finalizers().to_vec();
-        fins.push(FINALIZER.to_string());
-        clusters
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
-            )
-            .await?;
-    }
+    add_finalizer(&clusters, kc, FINALIZER).await?;
 
     let generation = kc.metadata.generation;
     let mut status = kc.status.clone().unwrap_or_default();
@@ -632,19 +618,7 @@ async fn cleanup(
             Err(e) => return Err(e.into()),
         }
     }
-    let fins: Vec<String> = kc
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    clusters
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
-        )
-        .await?;
+    remove_finalizer(clusters, kc, FINALIZER).await?;
     info!(cluster = %name, "cleaned up");
     Ok(Action::await_change())
 }

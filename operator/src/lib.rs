@@ -12,6 +12,7 @@ pub mod drift;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod patches;
 pub mod presets;
 pub mod quantity;
 pub mod roll;

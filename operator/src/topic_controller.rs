@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use rivulet_admin_client::{AdminClient, ConfigEntry, SOURCE_TOPIC_CONFIG};
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::conditions::set_condition;
 use crate::context::Ctx;
 use crate::crd::{DeletionPolicy, KafkaCluster, KafkaTopic, KafkaTopicStatus};
+use crate::patches::{add_finalizer, patch_status, remove_finalizer};
 use crate::presets::TOPIC_CONFIG_KEYS;
 
 pub const CONTROLLER: &str = "kafkatopic";
@@ -102,27 +103,7 @@ async fn write_status(ctx: &Ctx, kt: &KafkaTopic, status: KafkaTopicStatus) -> R
     }
     let ns = kt.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(
-        &kt.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn set_finalizers(
-    api: &Api<KafkaTopic>,
-    kt: &KafkaTopic,
-    fins: Vec<String>,
-) -> Result<(), Error> {
-    api.patch(
-        &kt.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
-    )
-    .await?;
-    Ok(())
+    Ok(patch_status(&api, kt, json!(status)).await?)
 }
 
 /// The bootstrap address of the referenced cluster, or why there is none yet.
@@ -210,20 +191,10 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
             )
             .await;
         }
-        let fins = kt
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        set_finalizers(&api, kt, fins).await?;
+        remove_finalizer(&api, kt, FINALIZER).await?;
         return Ok(Action::await_change());
     }
-    if !kt.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut fins = kt.finalizers().to_vec();
-        fins.push(FINALIZER.into());
-        set_finalizers(&api, kt, fins).await?;
-    }
+    add_finalizer(&api, kt, FINALIZER).await?;
 
     let g = kt.metadata.generation;
     let mut status = kt.status.clone().unwrap_or_default();

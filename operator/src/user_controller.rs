@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use crate::conditions::set_condition;
 use crate::context::{Ctx, FIELD_MANAGER};
 use crate::crd::{KafkaCluster, KafkaUser, KafkaUserStatus, UserAuthenticationType};
+use crate::patches::{add_finalizer, patch_status, remove_finalizer};
 use crate::security::cluster_certs::{read_ca, secret_object, secret_text};
 use crate::security::{certs, users};
 
@@ -104,27 +105,7 @@ async fn write_status(ctx: &Ctx, ku: &KafkaUser, status: KafkaUserStatus) -> Res
     }
     let ns = ku.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<KafkaUser> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(
-        &ku.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn set_finalizers(
-    api: &Api<KafkaUser>,
-    ku: &KafkaUser,
-    fins: Vec<String>,
-) -> Result<(), Error> {
-    api.patch(
-        &ku.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
-    )
-    .await?;
-    Ok(())
+    Ok(patch_status(&api, ku, json!(status)).await?)
 }
 
 /// The address the operator reaches the cluster's admin protocol on.
@@ -201,13 +182,7 @@ async fn cleanup(
             .await;
         }
     }
-    let fins = ku
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(api, ku, fins).await?;
+    remove_finalizer(api, ku, FINALIZER).await?;
     Ok(Action::await_change())
 }
 
@@ -229,11 +204,7 @@ async fn reconcile_inner(ku: &KafkaUser, ctx: &Ctx) -> Result<Action, Error> {
     if ku.meta().deletion_timestamp.is_some() {
         return cleanup(ku, ctx, &ns, &api).await;
     }
-    if !ku.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut fins = ku.finalizers().to_vec();
-        fins.push(FINALIZER.to_string());
-        set_finalizers(&api, ku, fins).await?;
-    }
+    add_finalizer(&api, ku, FINALIZER).await?;
     let g = ku.metadata.generation;
     let mut status = ku.status.clone().unwrap_or_default();
     let principal = ku.principal();
