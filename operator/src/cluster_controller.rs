@@ -269,18 +269,6 @@ pub fn error_policy(kc: Arc<KafkaCluster>, _err: &Error, ctx: Arc<Ctx>) -> Actio
     Action::requeue(ctx.backoff(&key))
 }
 
-/// The `status` value of a merge patch. A merge patch leaves out what is absent, so a cleared
-/// `scaling` is sent as an explicit null (else the finished operation would stay in the status).
-pub fn status_patch(status: &KafkaClusterStatus) -> serde_json::Value {
-    let mut v = serde_json::to_value(status).unwrap_or_default();
-    if status.scaling.is_none() {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("scaling".into(), serde_json::Value::Null);
-        }
-    }
-    v
-}
-
 async fn write_status(
     ctx: &Ctx,
     kc: &KafkaCluster,
@@ -291,7 +279,7 @@ async fn write_status(
     }
     let ns = kc.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    patch_status(&api, kc, status_patch(&status)).await?;
+    patch_status(&api, kc, kc.status.as_ref(), &status).await?;
     Ok(true)
 }
 

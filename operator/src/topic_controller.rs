@@ -11,7 +11,6 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use rivulet_admin_client::{AdminClient, ConfigEntry, SOURCE_TOPIC_CONFIG};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::conditions::set_condition;
@@ -103,7 +102,7 @@ async fn write_status(ctx: &Ctx, kt: &KafkaTopic, status: KafkaTopicStatus) -> R
     }
     let ns = kt.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &ns);
-    Ok(patch_status(&api, kt, json!(status)).await?)
+    Ok(patch_status(&api, kt, kt.status.as_ref(), &status).await?)
 }
 
 /// The bootstrap address of the referenced cluster, or why there is none yet.

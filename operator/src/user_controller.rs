@@ -105,7 +105,7 @@ async fn write_status(ctx: &Ctx, ku: &KafkaUser, status: KafkaUserStatus) -> Res
     }
     let ns = ku.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<KafkaUser> = Api::namespaced(ctx.client.clone(), &ns);
-    Ok(patch_status(&api, ku, json!(status)).await?)
+    Ok(patch_status(&api, ku, ku.status.as_ref(), &status).await?)
 }
 
 /// The address the operator reaches the cluster's admin protocol on.
