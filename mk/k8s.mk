@@ -32,3 +32,12 @@ e2e-local: venv k8s-build
 k8s-smoke: venv k8s-build
 	$(CARGO) build --release -p rivulet-broker -p rivulet-coordinator -p rivulet-operator --bins
 	RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) $(K8S_LOCAL)/smoke.sh
+
+# Rolls of 3 and 6 brokers on the bed under an acks=all load: prints the duration, the producer's
+# p99 and where it waited (BENCH lines; e2e/local/scenarios/test_rolling_restart.py).
+.PHONY: bench-k8s-roll
+BENCH_TARGETS += bench-k8s-roll
+bench-k8s-roll: venv k8s-build
+	$(CARGO) build --release -p rivulet-broker -p rivulet-coordinator -p rivulet-operator --bins
+	RIVULET_E2E_BENCH=1 E2E_SUITES=scenarios RIVULET_BIN_DIR=$(BIN) RIVULET_VENV=$(VENV) \
+		$(K8S_LOCAL)/run-e2e.sh -k rolls -s

@@ -337,6 +337,13 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub leader_imbalance_per_broker_percentage: u32,
 
+    /// How long a broker that returns (restarted or reconnected) waits before it is given back
+    /// the leadership it prefers. Clients and followers must be able to resolve and reach it
+    /// first: a restarted pod's DNS name can lag its registration by seconds, and acks=all
+    /// writes wait for followers that cannot connect. 0 gives leadership back at once.
+    #[arg(long, env = "RIVULET_LEADER_RETURN_DELAY_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub leader_return_delay_ms: u64,
+
     /// On SIGTERM, hand leadership to other in-sync replicas before exiting
     /// (controlled.shutdown.enable).
     #[arg(long, env = "RIVULET_CONTROLLED_SHUTDOWN_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]

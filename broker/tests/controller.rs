@@ -87,6 +87,8 @@ fn config(id: i32) -> ControllerConfig {
         // Long: the tests of the periodic check set it short themselves.
         rebalance_interval: Duration::from_secs(3600),
         imbalance_percentage: 10,
+        // At once: the test of the hold sets it itself.
+        leader_return_delay: Duration::ZERO,
         resync_interval: Duration::from_secs(30),
         retry_backoff: Duration::from_millis(50),
         metrics: Default::default(),
@@ -490,6 +492,36 @@ async fn broker_loss_moves_leaders_within_the_isr_and_return_restores_them(addr:
     expect_lei(&admin, "t", 1, (2, 2, &[3, 2])).await;
     // The others kept their preferred leaders throughout.
     assert_eq!(lei(&admin, "t", 0).await, Some((1, 0, vec![1, 3])));
+    c.stop().await;
+}
+
+/// A returned broker in sync gets the leadership it prefers back only after its hold
+/// (leader_return_delay), not as soon as it registers.
+async fn a_returned_broker_gets_its_leadership_back_after_the_hold(addr: &str) {
+    let admin = admin(addr).await;
+    let s1 = register(addr, 1).await;
+    let s2 = register(addr, 2).await;
+    let mut cfg = config(1);
+    cfg.leader_return_delay = Duration::from_secs(3);
+    let c = spawn_controller(&s1, cfg);
+    create_topic(&admin, "h", &[(0, &[2, 1])]).await;
+    expect_lei(&admin, "h", 0, (2, 0, &[2, 1])).await;
+
+    admin.delete(&layout::broker_path(2), None).await.unwrap();
+    expect_lei(&admin, "h", 0, (1, 1, &[1])).await;
+    register_on(&s2, 2).await;
+    set_isr(&admin, "h", 0, &[1, 2]).await;
+    let back = Instant::now();
+    // In sync and preferred, but held: still led by 1 a second later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lei(&admin, "h", 0).await, Some((1, 1, vec![1, 2])));
+    // Then it goes back, with no other event to wake the controller.
+    expect_lei(&admin, "h", 0, (2, 2, &[1, 2])).await;
+    assert!(
+        back.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        back.elapsed()
+    );
     c.stop().await;
 }
 
@@ -965,6 +997,7 @@ scenarios!(
     a_running_controller_deposed_by_an_epoch_bump_campaigns_again,
     new_topics_and_partitions_get_states_with_leaders,
     broker_loss_moves_leaders_within_the_isr_and_return_restores_them,
+    a_returned_broker_gets_its_leadership_back_after_the_hold,
     a_restarted_broker_loses_leadership_and_isr_membership,
     unclean_election_only_where_the_topic_allows_it,
     controlled_shutdown_moves_leadership_and_isr_membership_away,

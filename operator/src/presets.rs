@@ -325,6 +325,10 @@ pub const BROKER_SETTINGS_NOT_IN_CONFIG: &[(&str, &str)] = &[
         "inside the pod's termination grace period",
     ),
     (
+        "RIVULET_LEADER_RETURN_DELAY_MS",
+        "Rivulet's own (no Kafka key); its default outlasts a restarted pod's DNS lag",
+    ),
+    (
         "RIVULET_AUTHORIZER",
         "spec.authorization (authorizer.class.name)",
     ),

@@ -89,6 +89,24 @@ enum Round {
     Ok,
     /// Back off before the next round (errors from the leader or the connection).
     Backoff,
+    /// Not possible yet: no connection to the leader could be made, or the leader does not
+    /// know yet that it leads (its answer to OffsetForLeaderEpoch). Retry soon, then less often.
+    NotYet,
+}
+
+/// First pause after a failed connection to the leader (Kafka's `reconnect.backoff.ms`).
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Pause before attempt `failures + 1` after `NotYet` rounds: doubling from
+/// `RECONNECT_BACKOFF`, capped at `max` (replica.fetch.backoff.ms), like Kafka's
+/// reconnect.backoff.ms / .max.ms. A leader just elected may not be resolvable or reachable
+/// for a moment (its DNS name appears as its pod starts) or may learn of its election a few
+/// milliseconds after its followers; a flat second-long pause would hold acks=all writes
+/// that long (seen on the Kubernetes bed during rolling restarts).
+pub(crate) fn reconnect_backoff(failures: u32, max: Duration) -> Duration {
+    RECONNECT_BACKOFF
+        .saturating_mul(1u32 << failures.min(16))
+        .min(max)
 }
 
 async fn run_fetcher(
@@ -100,6 +118,7 @@ async fn run_fetcher(
     tracing::info!(leader, "replica fetcher started");
     let backoff = Duration::from_millis(b.config.replica_fetch_backoff_ms.max(1));
     let mut conn: Option<Connection> = None;
+    let mut not_yet: u32 = 0;
     loop {
         if *stop.borrow() {
             break;
@@ -116,12 +135,24 @@ async fn run_fetcher(
             }
             _ = stop.changed() => break,
         };
-        if let Round::Backoff = round {
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                r = parts.changed() => if r.is_err() { break },
-                _ = stop.changed() => break,
+        let pause = match round {
+            Round::Ok => {
+                not_yet = 0;
+                continue;
             }
+            Round::Backoff => {
+                not_yet = 0;
+                backoff
+            }
+            Round::NotYet => {
+                not_yet = not_yet.saturating_add(1);
+                reconnect_backoff(not_yet - 1, backoff)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            r = parts.changed() => if r.is_err() { break },
+            _ = stop.changed() => break,
         }
     }
     tracing::info!(leader, "replica fetcher stopped");
@@ -176,7 +207,7 @@ async fn round(
         std::future::pending::<()>().await;
     }
     let Some(c) = connect(b, leader, conn).await else {
-        return Round::Backoff;
+        return Round::NotYet;
     };
     let truncating: Vec<&Arc<Partition>> = set
         .iter()
@@ -211,9 +242,9 @@ async fn round(
         .filter_map(|p| follows(p, leader).map(|e| (p, e)))
         .collect();
     if fetching.is_empty() {
-        // Nothing to fetch yet (truncation pending an answer, or no partition left in this
-        // role): pace the retries.
-        return Round::Backoff;
+        // Nothing to fetch yet (truncation pending an answer, partitions over the follower
+        // quota, or none left in this role): ask again soon, then less often.
+        return Round::NotYet;
     }
     let version = match c.version::<FetchRequest>() {
         Ok(v) => v,
@@ -484,4 +515,24 @@ async fn truncate(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_doubles_from_50ms_up_to_the_fetch_backoff() {
+        let max = Duration::from_millis(1000);
+        let got: Vec<u128> = (0..8)
+            .map(|n| reconnect_backoff(n, max).as_millis())
+            .collect();
+        assert_eq!(got, vec![50, 100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(reconnect_backoff(u32::MAX, max), max);
+        // A fetch backoff below the first step caps it too.
+        assert_eq!(
+            reconnect_backoff(0, Duration::from_millis(10)).as_millis(),
+            10
+        );
+    }
 }

@@ -83,6 +83,7 @@ class Load:
         self.acked: list[Ack] = []
         self.failed: list[Failure] = []
         self.latencies: list[float] = []
+        self.sent_at: list[float] = []  # monotonic send time of each latencies[i]
         self.sent = 0
         self.errors_seen: list[str] = []
         self._stop = threading.Event()
@@ -102,6 +103,7 @@ class Load:
                 if err is None:
                     self.acked.append(Ack(msg.partition(), msg.offset(), seq, msg.value()))
                     self.latencies.append(time.monotonic() - sent_at)
+                    self.sent_at.append(sent_at)
                 else:
                     self.failed.append(Failure(partition, seq, str(err), time.monotonic()))
         return cb

@@ -10,8 +10,10 @@ Bed interface as in test_storage_autoscaling.py (docs/e2e.md).
 from __future__ import annotations
 
 import json
+import os
 import time
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
 from test_storage_autoscaling import apply, checker, cluster_manifest, create_topic, get, kubectl, ns, ready, wait_for  # noqa: F401
@@ -48,6 +50,37 @@ def p99(xs: list[float]) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))] if xs else float("nan")
 
 
+def _wall(ts: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def stall_report(load, lat_from, t0, t0_wall, ns, name, slow=0.5) -> str:
+    """Where the producer waited: windows of acks slower than `slow` seconds (by send time, in
+    seconds since the roll began) next to the roll's own timeline (Events, new pods' creation and
+    readiness), so a p99 figure comes with its cause."""
+    lines = ["roll timeline (s since unpause):"]
+    for e in roll_events(ns):
+        at = _wall(e.get("eventTime") or e["metadata"]["creationTimestamp"]) - t0_wall
+        lines.append(f"  {at:7.1f}  event {e.get('note')}")
+    for p in sorted(broker_pods(ns, name), key=lambda p: p["metadata"]["creationTimestamp"]):
+        lines.append(f"  {_wall(p['metadata']['creationTimestamp']) - t0_wall:7.1f}  created {p['metadata']['name']}"
+                     f" (ready at {_wall(ready_at(p)) - t0_wall:.1f})")
+    windows = []
+    for sent, lat in zip(load.sent_at[lat_from:], load.latencies[lat_from:]):
+        if lat < slow:
+            continue
+        at = sent - t0
+        if windows and at - windows[-1][1] < 1.0:
+            w = windows[-1]
+            windows[-1] = (w[0], at, w[2] + 1, max(w[3], lat))
+        else:
+            windows.append((at, at, 1, lat))
+    lines.append(f"acks slower than {slow * 1000:.0f} ms (send time window, count, max):")
+    lines += [f"  {a:7.1f}..{b:.1f}  {n} acks, max {m * 1000:.0f} ms" for a, b, n, m in windows] or ["  none"]
+    return "\n".join(lines)
+
+
 def roll_under_load(ns, name, per_zone):
     m = cluster_manifest(name, per_zone=per_zone)
     apply(ns, m)
@@ -77,7 +110,7 @@ def roll_under_load(ns, name, per_zone):
         admin = AdminClient({"bootstrap.servers": bootstrap})
         controller = admin.describe_cluster().result(30).controller.id
         lat_from = len(load.latencies)
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), time.time()
         kubectl("annotate", "kafkacluster", name, "-n", ns, f"{PAUSE}-")
         max_down = 0
         seen_states = set()
@@ -99,6 +132,7 @@ def roll_under_load(ns, name, per_zone):
         load.stop()
     summary = checker.verify(load, bootstrap, strict=True)
     print("\n" + summary)
+    print(stall_report(load, lat_from, t0, t0_wall, ns, name))
     assert not load.failed, f"failed sends: {load.failed[:3]}"
     assert max_down <= 1, f"{max_down} brokers were down at once"
     assert "Updating" in seen_states, seen_states
@@ -117,3 +151,9 @@ def roll_under_load(ns, name, per_zone):
 
 def test_config_change_rolls_three_brokers_one_at_a_time_without_failed_sends(ns):
     roll_under_load(ns, "roll3", per_zone=1)
+
+
+@pytest.mark.skipif(os.environ.get("RIVULET_E2E_BENCH") != "1",
+                    reason="the six-broker roll is a benchmark (make bench-k8s-roll); make test rolls three")
+def test_config_change_rolls_six_brokers_one_at_a_time_without_failed_sends(ns):
+    roll_under_load(ns, "roll6", per_zone=2)

@@ -23,8 +23,9 @@
 //!   topic znode) completes once its target replicas are all in sync (phase 2), whoever the
 //!   controller is by then;
 //! - with `auto_rebalance`: every `rebalance_interval`, preferred-leader election for the
-//!   partitions of brokers whose leader imbalance is over `imbalance_percentage`, and as soon
-//!   as a returned broker is back in sync for partitions it prefers.
+//!   partitions of brokers whose leader imbalance is over `imbalance_percentage`, and for a
+//!   returned broker, once it has been back for `leader_return_delay` and is in sync, for the
+//!   partitions it prefers.
 //!
 //! State znodes are also written by partition leaders (ISR changes, compare-and-set): a write
 //! that loses that race re-reads the partition and decides again.
@@ -74,6 +75,11 @@ pub struct ControllerConfig {
     /// The periodic check moves leaders back only for brokers over this share of partitions
     /// they prefer but do not lead (leader.imbalance.per.broker.percentage).
     pub imbalance_percentage: u32,
+    /// A returned broker gets the leadership it prefers back only after this long: clients
+    /// and followers must be able to resolve and reach it first (a restarted pod's DNS name
+    /// can lag its registration by seconds), or acks=all writes wait for followers that
+    /// cannot connect.
+    pub leader_return_delay: Duration,
     /// Full re-read of the tree this often, in case a watch event was lost (persistent watches
     /// can miss events across a reconnection, ZOOKEEPER-4698).
     pub resync_interval: Duration,
@@ -92,6 +98,7 @@ impl ControllerConfig {
             auto_rebalance: cfg.auto_leader_rebalance_enable,
             rebalance_interval: Duration::from_secs(cfg.leader_imbalance_check_interval_seconds),
             imbalance_percentage: cfg.leader_imbalance_per_broker_percentage,
+            leader_return_delay: Duration::from_millis(cfg.leader_return_delay_ms),
             resync_interval: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(500),
             metrics: ControllerMetrics::default(),
@@ -300,8 +307,9 @@ struct Controller<'a> {
     /// Brokers whose znode was replaced since the last pass (restarted): treated as gone and
     /// back in the next pass.
     bounced: BTreeSet<i32>,
-    /// Brokers that registered since the last rebalance tick.
-    returned: BTreeSet<i32>,
+    /// Brokers that registered (or re-registered) recently, with when: each gets its preferred
+    /// leadership back once `leader_return_delay` has passed (and it is in sync).
+    returned: BTreeMap<i32, Instant>,
     /// Controlled-shutdown requests (broker → request czxid) whose followers have been dropped
     /// from ISRs once; not again, so that a leader re-adding the still-fetching broker does not
     /// flap against us.
@@ -363,7 +371,7 @@ impl<'a> Controller<'a> {
             tree: Tree::default(),
             loaded: false,
             bounced: BTreeSet::new(),
-            returned: BTreeSet::new(),
+            returned: BTreeMap::new(),
             shutdowns_done: BTreeMap::new(),
             dirty: BTreeSet::new(),
             full_reload: true,
@@ -407,6 +415,11 @@ impl<'a> Controller<'a> {
                 (true, Some(t)) => t + BATCH_DELAY,
                 _ => Instant::now() + Duration::from_secs(3600),
             };
+            // A pass when a returned broker's hold ends, so its leadership goes back then.
+            let deadline = match self.next_handback() {
+                Some(h) if self.connected && h < deadline => h,
+                _ => deadline,
+            };
             tokio::select! {
                 biased;
                 _ = stopped(stop) => return Exit::Stopped,
@@ -447,6 +460,19 @@ impl<'a> Controller<'a> {
                 _ = resync.tick() => self.full_reload = true,
             }
         }
+    }
+
+    /// When the next returned broker's hold ends (still in the future), if any.
+    fn next_handback(&self) -> Option<Instant> {
+        if !self.cfg.auto_rebalance {
+            return None;
+        }
+        let now = Instant::now();
+        self.returned
+            .values()
+            .map(|at| *at + self.cfg.leader_return_delay)
+            .filter(|h| *h > now)
+            .min()
     }
 
     /// A session state seen by the state watcher or a watch. The state watcher only keeps the
@@ -575,13 +601,13 @@ impl<'a> Controller<'a> {
         match (before, czxid) {
             (None, Some(c)) => {
                 info!(broker = id, "broker registered");
-                self.returned.insert(id);
+                self.returned.insert(id, Instant::now());
                 self.tree.brokers.insert(id, c);
             }
             (Some(b), Some(c)) if b != c => {
                 info!(broker = id, "broker re-registered (restarted)");
                 self.bounced.insert(id);
-                self.returned.insert(id);
+                self.returned.insert(id, Instant::now());
                 self.tree.brokers.insert(id, c);
             }
             (Some(_), None) => {
@@ -671,7 +697,11 @@ impl<'a> Controller<'a> {
         }
         if self.rebalance_due {
             self.rebalance_due = false;
-            self.returned.clear();
+            // Returned brokers whose hold has passed had their pass; the periodic check looks
+            // after them from now on.
+            let delay = self.cfg.leader_return_delay;
+            let now = Instant::now();
+            self.returned.retain(|_, at| now < *at + delay);
         }
         for (id, czxid) in &self.tree.shutdowns {
             self.shutdowns_done.insert(*id, *czxid);
@@ -733,7 +763,13 @@ impl<'a> Controller<'a> {
         }
         let mut unclean_memo: BTreeMap<&str, bool> = BTreeMap::new();
         // The periodic check acts only for brokers over the imbalance threshold (judged on the
-        // states as read); a returned broker gets its partitions back at once regardless.
+        // states as read); a returned broker gets its partitions back regardless, once its hold
+        // has passed; a broker still held is left out of the periodic check too.
+        let now = Instant::now();
+        let (handback, held): (BTreeMap<i32, Instant>, BTreeMap<i32, Instant>) = self
+            .returned
+            .iter()
+            .partition(|(_, at)| now >= **at + self.cfg.leader_return_delay);
         let imbalanced = if self.cfg.auto_rebalance && self.rebalance_due {
             decisions::imbalanced_brokers(
                 self.tree
@@ -747,6 +783,9 @@ impl<'a> Controller<'a> {
                     }),
                 self.cfg.imbalance_percentage,
             )
+            .into_iter()
+            .filter(|b| !held.contains_key(b))
+            .collect()
         } else {
             BTreeSet::new()
         };
@@ -826,7 +865,7 @@ impl<'a> Controller<'a> {
                 }
                 let preferred = replicas.first().copied().unwrap_or(-1);
                 if self.cfg.auto_rebalance
-                    && (imbalanced.contains(&preferred) || self.returned.contains(&preferred))
+                    && (imbalanced.contains(&preferred) || handback.contains_key(&preferred))
                 {
                     apply(
                         decisions::preferred_election(replicas, &cur, alive),

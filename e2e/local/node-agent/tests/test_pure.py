@@ -256,3 +256,16 @@ def test_node_status_keeps_transition_times():
     old = [dict(ready, lastTransitionTime="then")]
     merged = node.status_patch(old, st["conditions"])
     assert [c for c in merged if c["type"] == "Ready"][0]["lastTransitionTime"] == "then"
+
+
+def test_pod_ips_are_not_reused_at_once():
+    from rivagent.agent import next_free_host
+
+    # Goes on after the last address given out (host-local IPAM), skipping used ones, wrapping.
+    assert next_free_host(1, set()) == 2
+    assert next_free_host(3, {2}) == 4
+    assert next_free_host(3, {4, 5}) == 6
+    assert next_free_host(254, set()) == 2
+    assert next_free_host(253, {254, 2}) == 3
+    assert next_free_host(5, set(range(2, 255))) is None
+    assert next_free_host(5, set(range(2, 255)) - {5}) == 5
