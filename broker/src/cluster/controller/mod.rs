@@ -462,6 +462,14 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// Whether broker `id` returned less than `leader_return_delay` ago (its preferred
+    /// leadership is not given back yet).
+    fn held(&self, id: i32, now: Instant) -> bool {
+        self.returned
+            .get(&id)
+            .is_some_and(|at| now < *at + self.cfg.leader_return_delay)
+    }
+
     /// When the next returned broker's hold ends (still in the future), if any.
     fn next_handback(&self) -> Option<Instant> {
         if !self.cfg.auto_rebalance {
@@ -699,8 +707,8 @@ impl<'a> Controller<'a> {
             self.rebalance_due = false;
             // Returned brokers whose hold has passed had their pass; the periodic check looks
             // after them from now on.
-            let delay = self.cfg.leader_return_delay;
             let now = Instant::now();
+            let delay = self.cfg.leader_return_delay;
             self.returned.retain(|_, at| now < *at + delay);
         }
         for (id, czxid) in &self.tree.shutdowns {
@@ -766,10 +774,7 @@ impl<'a> Controller<'a> {
         // states as read); a returned broker gets its partitions back regardless, once its hold
         // has passed; a broker still held is left out of the periodic check too.
         let now = Instant::now();
-        let (handback, held): (BTreeMap<i32, Instant>, BTreeMap<i32, Instant>) = self
-            .returned
-            .iter()
-            .partition(|(_, at)| now >= **at + self.cfg.leader_return_delay);
+        let held = |b: i32| self.held(b, now);
         let imbalanced = if self.cfg.auto_rebalance && self.rebalance_due {
             decisions::imbalanced_brokers(
                 self.tree
@@ -784,7 +789,7 @@ impl<'a> Controller<'a> {
                 self.cfg.imbalance_percentage,
             )
             .into_iter()
-            .filter(|b| !held.contains_key(b))
+            .filter(|b| !held(*b))
             .collect()
         } else {
             BTreeSet::new()
@@ -865,7 +870,8 @@ impl<'a> Controller<'a> {
                 }
                 let preferred = replicas.first().copied().unwrap_or(-1);
                 if self.cfg.auto_rebalance
-                    && (imbalanced.contains(&preferred) || handback.contains_key(&preferred))
+                    && (imbalanced.contains(&preferred)
+                        || (self.returned.contains_key(&preferred) && !held(preferred)))
                 {
                     apply(
                         decisions::preferred_election(replicas, &cur, alive),
