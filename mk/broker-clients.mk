@@ -12,7 +12,7 @@ BENCH_TARGETS += bench-broker
 .PHONY: deps-broker test-broker-clients bench-broker
 
 deps-broker: venv
-	bash scripts/apt-install.sh kcat strace openssl
+	bash scripts/apt-install.sh kcat strace openssl libssl-dev pkg-config
 	$(PIP) install --quiet -r $(BROKER_CLIENTS_DIR)/requirements.txt
 	cd $(BROKER_KAFKAJS_DIR) && (npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error)
 

@@ -7,7 +7,7 @@ use clap::Args;
 use rdkafka::Message;
 use serde_json::{json, Value};
 
-use crate::client::{assign_at, assigned_consumer, partition_count, watermarks};
+use crate::client::{assign_at, assigned_consumer, partition_count, watermarks, Conn};
 use crate::stats::mb_per_s;
 
 #[derive(Args, Debug)]
@@ -22,7 +22,7 @@ pub struct ConsumeArgs {
     pub extra: Vec<(String, String)>,
 }
 
-pub fn run(bootstrap: &str, a: &ConsumeArgs) -> Result<Value> {
+pub fn run(conn: &Conn, a: &ConsumeArgs) -> Result<Value> {
     // Big fetches, and a local queue deep enough for them: with librdkafka's defaults a 4 MiB
     // fetch of 100 B records overflows queued.min.messages and the fetcher then backs off for
     // fetch.queue.backoff.ms (1 s), which would measure the client's pause, not the broker.
@@ -34,7 +34,7 @@ pub fn run(bootstrap: &str, a: &ConsumeArgs) -> Result<Value> {
         ("fetch.queue.backoff.ms", "10"),
     ];
     cfg.extend(a.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let consumer = assigned_consumer(bootstrap, &cfg)?;
+    let consumer = assigned_consumer(conn, &cfg)?;
     let partitions = partition_count(&consumer, &a.topic)?;
     let marks = watermarks(&consumer, &a.topic, partitions)?;
     let lows: Vec<i64> = marks.iter().map(|m| m.0).collect();

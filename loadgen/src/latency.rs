@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::Message;
 use serde_json::{json, Value};
 
-use crate::client::{assign_at, assigned_consumer, filler, partition_count, watermarks};
+use crate::client::{assign_at, assigned_consumer, filler, partition_count, watermarks, Conn};
 use crate::produce::{parse_kv, producer, send_blocking};
 use crate::stats::quantile;
 
@@ -42,7 +42,7 @@ pub struct LatencyArgs {
     pub consumer_extra: Vec<(String, String)>,
 }
 
-pub fn run(bootstrap: &str, a: &LatencyArgs) -> Result<Value> {
+pub fn run(conn: &Conn, a: &LatencyArgs) -> Result<Value> {
     if a.size < 16 || a.rate == 0 {
         bail!("--size must be at least 16 and --rate positive");
     }
@@ -51,7 +51,7 @@ pub fn run(bootstrap: &str, a: &LatencyArgs) -> Result<Value> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let consumer = assigned_consumer(bootstrap, &extra)?;
+    let consumer = assigned_consumer(conn, &extra)?;
     let partitions = partition_count(&consumer, &a.topic)?;
     let highs: Vec<i64> = watermarks(&consumer, &a.topic, partitions)?
         .iter()
@@ -64,7 +64,7 @@ pub fn run(bootstrap: &str, a: &LatencyArgs) -> Result<Value> {
     let interval_ns = 1_000_000_000 / a.rate;
     let origin = Instant::now();
 
-    let prod = Arc::new(producer(bootstrap, &a.acks, a.linger_ms, "none", &[])?);
+    let prod = Arc::new(producer(conn, &a.acks, a.linger_ms, "none", &[])?);
     let sender = {
         let prod = Arc::clone(&prod);
         let topic = a.topic.clone();

@@ -25,6 +25,16 @@ struct Cli {
     )]
     bootstrap: String,
 
+    /// A librdkafka property for every client, key=value (repeatable), e.g.
+    /// `-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512`.
+    #[arg(short = 'X', long = "client-set", value_parser = produce::parse_kv, global = true)]
+    client_props: Vec<(String, String)>,
+
+    /// A librdkafka properties file (`key=value` lines, `#` comments) for every client, as
+    /// `kcat -F`; `-X` settings win over it.
+    #[arg(short = 'F', long = "client-config", global = true)]
+    client_config: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,14 +58,23 @@ enum Cmd {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let mut props = match &cli.client_config {
+        Some(path) => client::read_properties(path)?,
+        None => Vec::new(),
+    };
+    props.extend(cli.client_props);
+    let conn = client::Conn {
+        bootstrap: cli.bootstrap,
+        props,
+    };
     let report = match cli.cmd {
         Cmd::CreateTopic { topic, partitions } => {
-            client::create_topic(&cli.bootstrap, &topic, partitions)?;
+            client::create_topic(&conn, &topic, partitions)?;
             serde_json::json!({"mode": "create-topic", "topic": topic, "partitions": partitions})
         }
-        Cmd::Produce(args) => produce::run(&cli.bootstrap, &args)?,
-        Cmd::Consume(args) => consume::run(&cli.bootstrap, &args)?,
-        Cmd::Latency(args) => latency::run(&cli.bootstrap, &args)?,
+        Cmd::Produce(args) => produce::run(&conn, &args)?,
+        Cmd::Consume(args) => consume::run(&conn, &args)?,
+        Cmd::Latency(args) => latency::run(&conn, &args)?,
     };
     println!("{report}");
     Ok(())

@@ -9,10 +9,10 @@ use clap::Args;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::ClientContext;
 use serde_json::{json, Value};
 
-use crate::client::filler;
+use crate::client::{filler, Conn};
 use crate::stats::mb_per_s;
 
 #[derive(Args, Debug)]
@@ -76,15 +76,14 @@ impl ProducerContext for Deliveries {
 }
 
 pub fn producer(
-    bootstrap: &str,
+    conn: &Conn,
     acks: &str,
     linger_ms: u32,
     compression: &str,
     extra: &[(String, String)],
 ) -> Result<BaseProducer<Deliveries>> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap)
-        .set("acks", acks)
+    let mut cfg = conn.config();
+    cfg.set("acks", acks)
         .set("linger.ms", linger_ms.to_string())
         .set("compression.type", compression)
         .set("batch.num.messages", "100000")
@@ -119,11 +118,11 @@ pub fn send_blocking(
     }
 }
 
-pub fn run(bootstrap: &str, a: &ProduceArgs) -> Result<Value> {
+pub fn run(conn: &Conn, a: &ProduceArgs) -> Result<Value> {
     if a.partitions < 1 {
         bail!("--partitions must be at least 1");
     }
-    let producer = producer(bootstrap, &a.acks, a.linger_ms, &a.compression, &a.extra)?;
+    let producer = producer(conn, &a.acks, a.linger_ms, &a.compression, &a.extra)?;
     let payload = filler(a.size, 0x5eed ^ a.size as u64);
 
     let start = Instant::now();

@@ -248,7 +248,95 @@ mod tests {
         ));
     }
 
+    /// A PLAIN error is SASL_AUTHENTICATION_FAILED with a message that says what was wrong.
+    fn plain_error_is_clear(e: &SaslError) -> bool {
+        matches!(e, SaslError::AuthenticationFailed(m)
+            if m.starts_with("Invalid SASL/PLAIN message: ") || m.starts_with("Authentication failed: "))
+    }
+
     proptest! {
+        // PLAIN's parser is total: arbitrary bytes give either the three parts, rebuilt to the
+        // very same bytes, or a SASL_AUTHENTICATION_FAILED that names the problem.
+        #[test]
+        fn parse_plain_accepts_exactly_well_formed_messages(
+            token in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            match parse_plain(&token) {
+                Ok((user, password)) => {
+                    prop_assert!(!user.is_empty() && !password.is_empty());
+                    prop_assert!(!user.contains('\0') && !password.contains(&0));
+                    let tail = [user.as_bytes(), b"\0", password].concat();
+                    prop_assert!(token.ends_with(&tail));
+                    let authzid = &token[..token.len() - tail.len()];
+                    prop_assert!(authzid == b"\0" || authzid == [user.as_bytes(), b"\0"].concat());
+                }
+                Err(e) => prop_assert!(plain_error_is_clear(&e), "{e:?}"),
+            }
+        }
+
+        // Built from parts (any bytes, NULs included): accepted exactly when Kafka's
+        // PlainSaslServer accepts, with the user and password it would see.
+        #[test]
+        fn parse_plain_model(
+            authzid in proptest::collection::vec(any::<u8>(), 0..6),
+            user in proptest::collection::vec(any::<u8>(), 0..10),
+            password in proptest::collection::vec(any::<u8>(), 0..10),
+            same_authzid in any::<bool>(),
+        ) {
+            let authzid = if same_authzid { user.clone() } else { authzid };
+            let token = [&authzid[..], b"\0", &user, b"\0", &password].concat();
+            let valid = !authzid.contains(&0)
+                && !user.contains(&0)
+                && !password.contains(&0)
+                && !user.is_empty()
+                && !password.is_empty()
+                && std::str::from_utf8(&user).is_ok()
+                && (authzid.is_empty() || authzid == user);
+            match parse_plain(&token) {
+                Ok((u, p)) => {
+                    prop_assert!(valid, "accepted {token:?}");
+                    prop_assert_eq!(u.as_bytes(), &user[..]);
+                    prop_assert_eq!(p, &password[..]);
+                }
+                Err(e) => {
+                    prop_assert!(!valid, "refused {token:?}: {e}");
+                    prop_assert!(plain_error_is_clear(&e), "{e:?}");
+                }
+            }
+        }
+
+        // Attacker bytes at every stage of an exchange never panic and never log anyone in:
+        // PLAIN needs the password, SCRAM a proof; every failure is SASL_AUTHENTICATION_FAILED
+        // with a message (ILLEGAL_SASL_STATE only out of order).
+        #[test]
+        fn arbitrary_tokens_never_authenticate(
+            mech in prop::sample::select(vec!["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+            first in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..80),
+                // A well-formed client-first for the known user, so client-final is reached.
+                "[!-+.-~]{1,24}".prop_map(|n| format!("n,,n=alice,r={n}").into_bytes()),
+            ],
+            fin in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let mut x = SaslExchange::new(all(), store());
+            x.handshake(mech).unwrap();
+            match x.authenticate(&first) {
+                Ok(step) => {
+                    prop_assert!(mech.starts_with("SCRAM"), "PLAIN accepted {first:?}");
+                    prop_assert_eq!(step.complete, None);
+                    let r = x.authenticate(&fin);
+                    prop_assert!(
+                        matches!(&r, Err(SaslError::AuthenticationFailed(m)) if !m.is_empty()),
+                        "client-final {fin:?}: {r:?}"
+                    );
+                }
+                Err(SaslError::AuthenticationFailed(m)) => prop_assert!(!m.is_empty()),
+                Err(e) => prop_assert!(false, "first token {first:?}: {e:?}"),
+            }
+            // After a failure the exchange is back at the start: a token is out of order.
+            prop_assert!(matches!(x.authenticate(&fin), Err(SaslError::IllegalState(_))));
+        }
+
         #[test]
         fn any_token_at_any_stage_never_panics(
             mech in prop::sample::select(vec!["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "X"]),

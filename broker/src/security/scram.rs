@@ -551,7 +551,95 @@ mod tests {
         assert!(parse_client_first(b"p=tls-unique,,n=a,r=n").is_err());
     }
 
+    /// A parse error says it is a malformed (or unsupported) SCRAM message, and what part.
+    fn parse_error_is_clear(e: &ScramError) -> bool {
+        match e {
+            ScramError::Malformed(m) | ScramError::Unsupported(m) => !m.is_empty(),
+            ScramError::BadCredentials(_) => false,
+        }
+    }
+
     proptest! {
+        // client-first: arbitrary bytes give either a message whose parts rebuild it (GS2 header
+        // + bare), with a non-empty user and a printable nonce, or a clear parse error.
+        #[test]
+        fn client_first_is_parsed_or_refused_clearly(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            match parse_client_first(&bytes) {
+                Ok(cf) => {
+                    let rebuilt = format!("{}{}", cf.gs2_header, cf.bare);
+                    prop_assert_eq!(rebuilt.as_bytes(), &bytes[..]);
+                    prop_assert!(!cf.username.is_empty());
+                    prop_assert!(printable_nonce(&cf.nonce));
+                }
+                Err(e) => prop_assert!(parse_error_is_clear(&e), "{e:?}"),
+            }
+        }
+
+        // The same with a valid frame around arbitrary text (any UTF-8, '=' escapes, commas),
+        // which reaches the user-name decoding and the extensions.
+        #[test]
+        fn client_first_fields_are_parsed_or_refused_clearly(
+            gs2 in prop::sample::select(vec!["n,,", "y,,", "n,a=alice,", "p=tls-unique,,", "x,,", "n,a=,"]),
+            user in "\\PC{0,16}",
+            nonce in "\\PC{0,16}",
+            ext in prop_oneof![Just(String::new()), "\\PC{0,16}".prop_map(|e| format!(",{e}"))],
+        ) {
+            let msg = format!("{gs2}n={user},r={nonce}{ext}");
+            match parse_client_first(msg.as_bytes()) {
+                Ok(cf) => {
+                    prop_assert_eq!(format!("{}{}", cf.gs2_header, cf.bare), msg);
+                    prop_assert!(!cf.username.contains("=2C") || user.contains("=3D2C"));
+                }
+                Err(e) => prop_assert!(parse_error_is_clear(&e), "{msg:?}: {e:?}"),
+            }
+        }
+
+        // client-final: parsed (the proof and channel binding decoded, the text before ",p="
+        // kept for the AuthMessage) or refused with a clear error.
+        #[test]
+        fn client_final_is_parsed_or_refused_clearly(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            match parse_client_final(&bytes) {
+                Ok(cf) => {
+                    let text = std::str::from_utf8(&bytes).unwrap();
+                    prop_assert!(text.starts_with(&cf.without_proof));
+                    prop_assert!(text[cf.without_proof.len()..].starts_with(",p="));
+                    prop_assert!(cf.without_proof.starts_with("c="));
+                }
+                Err(e) => prop_assert!(parse_error_is_clear(&e), "{e:?}"),
+            }
+        }
+
+        // A client-final that is not the client's real proof never passes, whatever its shape:
+        // a random proof of the right length, one bit of the right proof flipped, another
+        // nonce, another channel binding or arbitrary bytes.
+        #[test]
+        fn only_the_real_proof_passes(
+            m in prop::sample::select(vec![ScramMechanism::Sha256, ScramMechanism::Sha512]),
+            bit in 0usize..512,
+            random_proof in proptest::collection::vec(any::<u8>(), 64),
+            garbage in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let cred = m.credential(b"pw", b"salt", 4096);
+            let bare = "n=u,r=cn";
+            let (st, sf) = server_first(m, format!("n,,{bare}").as_bytes(), |_| Some(cred.clone()), "sn").unwrap();
+            let (good, _) = client_final(m, "pw", bare, &sf, "n,,");
+            prop_assert!(st.server_final(good.as_bytes()).is_ok());
+            let (without_proof, proof) = good.rsplit_once(",p=").unwrap();
+            let mut proof = B64.decode(proof).unwrap();
+            let i = bit % (proof.len() * 8);
+            proof[i / 8] ^= 1 << (i % 8);
+            let len = proof.len();
+            for bad in [
+                format!("{without_proof},p={}", B64.encode(&proof)),
+                format!("{without_proof},p={}", B64.encode(&random_proof[..len])),
+                good.replace(",r=cn", ",r=cX"),
+                good.replace("c=biws", "c=eSws"),
+            ] {
+                prop_assert!(st.server_final(bad.as_bytes()).is_err(), "{bad}");
+            }
+            prop_assert!(st.server_final(&garbage).is_err());
+        }
+
         // The parsers see attacker bytes before any authentication: they must never panic.
         #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -291,3 +291,140 @@ def test_kafkajs_over_sasl_ssl(secure, mech, user, pw, ok):
     else:
         assert r.returncode != 0
         assert "SASL" in r.stderr.decode() or "Authentication" in r.stderr.decode(), r.stderr.decode()[-2000:]
+
+
+# --- malformed SASL on the wire ----------------------------------------------------------------
+
+SASL_AUTHENTICATION_FAILED = 58
+
+
+def raw_request(api_key: int, version: int, corr: int, body: bytes) -> bytes:
+    head = struct.pack(">hhih", api_key, version, corr, 4) + b"wire"
+    if version >= 2 and api_key == 36:  # SaslAuthenticate v2 is flexible: empty tagged fields
+        head += b"\x00"
+    return struct.pack(">i", len(head) + len(body)) + head + body
+
+
+def read_frame(s: socket.socket) -> bytes | None:
+    """One response frame, or None when the broker closed the connection."""
+    def exact(n):
+        out = b""
+        while len(out) < n:
+            chunk = s.recv(n - len(out))
+            if not chunk:
+                return None
+            out += chunk
+        return out
+    size = exact(4)
+    return None if size is None else exact(struct.unpack(">i", size)[0])
+
+
+def closed(s: socket.socket) -> bool:
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def sasl_handshake(s: socket.socket, mech: str, version: int = 1) -> None:
+    s.sendall(raw_request(17, version, 1, struct.pack(">h", len(mech)) + mech.encode()))
+    resp = read_frame(s)
+    assert resp is not None and struct.unpack(">h", resp[4:6])[0] == 0, resp
+
+
+def sasl_authenticate(s: socket.socket, token: bytes, corr: int = 2) -> tuple[int, str | None, bytes]:
+    """SaslAuthenticate v1: (error code, error message, auth bytes)."""
+    s.sendall(raw_request(36, 1, corr, struct.pack(">i", len(token)) + token))
+    resp = read_frame(s)
+    assert resp is not None, "closed without an answer"
+    (corr_back, err, mlen) = struct.unpack(">ihh", resp[:8])
+    assert corr_back == corr
+    msg = resp[8:8 + mlen].decode() if mlen >= 0 else None
+    off = 8 + max(mlen, 0)
+    (tlen,) = struct.unpack(">i", resp[off:off + 4])
+    return err, msg, resp[off + 4:off + 4 + tlen]
+
+
+@pytest.mark.parametrize("listener", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_malformed_sasl_authenticate_fails_cleanly(secure, listener):
+    """Malformed SASL tokens from a raw client: each gets SASL_AUTHENTICATION_FAILED with a
+    message and a closed connection; a frame that does not decode is closed without an answer;
+    a v0 raw token is closed. Meanwhile an authenticated producer keeps working, the failures are
+    counted, and logins still work afterwards."""
+    conf = sasl_conf(secure, "SCRAM-SHA-512", "alice", "alice-pw", listener=listener)
+    topic = f"wire-{uuid.uuid4().hex[:8]}"
+    delivered = []
+    keeper = Producer({**conf, "acks": "all", "message.timeout.ms": 20000})
+    keeper.produce(topic, b"before", on_delivery=lambda e, m: delivered.append(e))
+    assert keeper.flush(30) == 0 and delivered == [None]
+    before = metric(secure, "rivulet_failed_authentication")
+
+    def connect():
+        raw = socket.create_connection(("127.0.0.1", secure.ports[listener]), timeout=5)
+        if listener == "SASL_SSL":
+            ctx = ssl.create_default_context(cafile=str(secure.pki / "ca.pem"))
+            return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        return raw
+
+    cases = [
+        ("PLAIN", b"no separators at all"),
+        ("PLAIN", b"\x00alice"),
+        ("PLAIN", b"\x00\xff\xfe\x00pw"),
+        ("SCRAM-SHA-512", b"\xff\x00 not utf-8"),
+        ("SCRAM-SHA-512", b"n,,r=no-user"),
+        ("SCRAM-SHA-512", b"p=tls-unique,,n=alice,r=abc"),
+        ("SCRAM-SHA-512", b"n,,n=al=ZZice,r=abc"),
+        ("SCRAM-SHA-256", b""),
+    ]
+    failures = 0
+    for mech, token in cases:
+        with connect() as s:
+            sasl_handshake(s, mech)
+            err, msg, _ = sasl_authenticate(s, token)
+            assert err == SASL_AUTHENTICATION_FAILED, (mech, token, err, msg)
+            assert msg and ("Invalid SASL/PLAIN message" in msg or "malformed SCRAM message" in msg
+                            or "Authentication failed" in msg), (mech, token, msg)
+            assert closed(s), (mech, token)
+            failures += 1
+
+    # A valid client-first, then a malformed client-final.
+    for final in [b"c=biws,r=abc", b"c=biws,r=abc,p=!!not-base64!!", b"\x00" * 40]:
+        with connect() as s:
+            sasl_handshake(s, "SCRAM-SHA-512")
+            err, _, server_first = sasl_authenticate(s, b"n,,n=alice,r=abc")
+            assert err == 0 and server_first.startswith(b"r=abc")
+            err, msg, _ = sasl_authenticate(s, final, corr=3)
+            assert err == SASL_AUTHENTICATION_FAILED and "Authentication failed" in msg, (final, msg)
+            assert closed(s)
+            failures += 1
+
+    # SaslAuthenticate whose auth_bytes claim 1000 bytes of which 3 arrive: not a request at all,
+    # so the broker closes the connection without an answer.
+    with connect() as s:
+        sasl_handshake(s, "SCRAM-SHA-512")
+        s.sendall(raw_request(36, 1, 2, struct.pack(">i", 1000) + b"n,,"))
+        assert read_frame(s) is None
+
+    # After a v0 handshake the next frame is a bare token: garbage closes the connection.
+    with connect() as s:
+        sasl_handshake(s, "SCRAM-SHA-512", version=0)
+        s.sendall(struct.pack(">i", 7) + b"garbage")
+        assert read_frame(s) is None
+        failures += 1
+
+    assert metric(secure, "rivulet_failed_authentication") >= before + failures
+    # Nothing else broke: the producer authenticated before keeps producing on its connection,
+    # a new client logs in and reads both messages, and the broker is still up.
+    keeper.produce(topic, b"after", on_delivery=lambda e, m: delivered.append(e))
+    assert keeper.flush(30) == 0 and delivered == [None, None]
+    c = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    assert got == [b"before", b"after"]
+    assert secure.b.alive()
+    assert "panicked" not in secure.b.log_path.read_text()

@@ -1,3 +1,6 @@
+import java.io.FileReader;
+import java.io.IOException;
+import java.io.Reader;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -32,7 +35,10 @@ import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ReplicaInfo;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
 import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -49,10 +55,20 @@ import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AccessControlEntryFilter;
+import org.apache.kafka.common.acl.AclBinding;
 import org.apache.kafka.common.acl.AclBindingFilter;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.SecurityDisabledException;
+import org.apache.kafka.common.errors.TopicAuthorizationException;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourcePatternFilter;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
@@ -61,11 +77,16 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * admin. Each case prints "PASS name", "FAIL name: why" or "SKIP name: why"; the last line is
  * "N passed, N failed, N skipped" and the exit status is 1 when anything failed.
  *
- * Usage: java ClientSuite BOOTSTRAP BROKER_COUNT [case ...]
+ * Usage: java ClientSuite BOOTSTRAP BROKER_COUNT [--client-config=FILE] [case ...]
+ *
+ * --client-config: Java client properties (security.protocol, sasl.*, ssl.*) every client of
+ * the suite uses, e.g. a super user's SASL_SSL login; the acls case needs one with SASL.
  */
 public final class ClientSuite {
     private final String bootstrap;
     private final int brokers;
+    /** Properties every client gets (security settings), from --client-config. */
+    private final Map<String, Object> common;
     private final Admin admin;
 
     static final class Skip extends RuntimeException {
@@ -80,10 +101,12 @@ public final class ClientSuite {
         void run() throws Exception;
     }
 
-    private ClientSuite(String bootstrap, int brokers) {
+    private ClientSuite(String bootstrap, int brokers, Map<String, Object> common) {
         this.bootstrap = bootstrap;
         this.brokers = brokers;
+        this.common = common;
         Properties p = new Properties();
+        p.putAll(common);
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30000);
         p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 15000);
@@ -95,7 +118,16 @@ public final class ClientSuite {
             System.err.println("usage: ClientSuite BOOTSTRAP BROKER_COUNT [case ...]");
             System.exit(2);
         }
-        ClientSuite s = new ClientSuite(args[0], Integer.parseInt(args[1]));
+        Map<String, Object> common = new HashMap<>();
+        List<String> rest = new ArrayList<>();
+        for (String a : List.of(args).subList(2, args.length)) {
+            if (a.startsWith("--client-config=")) {
+                common.putAll(readProperties(a.substring("--client-config=".length())));
+            } else {
+                rest.add(a);
+            }
+        }
+        ClientSuite s = new ClientSuite(args[0], Integer.parseInt(args[1]), common);
         Map<String, Case> cases = new LinkedHashMap<>();
         cases.put("describe_cluster", s::describeCluster);
         cases.put("idempotent_producer", s::idempotentProducer);
@@ -112,7 +144,7 @@ public final class ClientSuite {
         cases.put("offsets_for_times", s::offsetsForTimes);
         cases.put("delete_records", s::deleteRecords);
         cases.put("acls", s::acls);
-        Set<String> only = new HashSet<>(List.of(args).subList(2, args.length));
+        Set<String> only = new HashSet<>(rest);
         int passed = 0, failed = 0, skipped = 0;
         for (Map.Entry<String, Case> e : cases.entrySet()) {
             if (!only.isEmpty() && !only.contains(e.getKey())) {
@@ -139,6 +171,16 @@ public final class ClientSuite {
     }
 
     // ---- helpers -------------------------------------------------------------------------
+
+    static Map<String, Object> readProperties(String path) throws IOException {
+        Properties p = new Properties();
+        try (Reader r = new FileReader(path, java.nio.charset.StandardCharsets.UTF_8)) {
+            p.load(r);
+        }
+        Map<String, Object> out = new HashMap<>();
+        p.forEach((k, v) -> out.put((String) k, v));
+        return out;
+    }
 
     static void check(boolean cond, String what) {
         if (!cond) {
@@ -190,6 +232,7 @@ public final class ClientSuite {
 
     KafkaProducer<byte[], byte[]> producer(Map<String, Object> extra) {
         Properties p = new Properties();
+        p.putAll(common);
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
@@ -199,6 +242,7 @@ public final class ClientSuite {
 
     KafkaConsumer<byte[], byte[]> consumer(String group, Map<String, Object> extra) {
         Properties p = new Properties();
+        p.putAll(common);
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
@@ -585,8 +629,25 @@ public final class ClientSuite {
         }
     }
 
-    /** ACLs: Rivulet has no authorizer yet (DESIGN "Security"); once DescribeAcls answers, this
-     * becomes a real create/describe/delete round trip. */
+    /** Kafka's exception for a refused topic, wherever the client wraps it. */
+    static boolean topicAuthorizationFailed(Throwable t) {
+        for (; t != null; t = t.getCause()) {
+            if (t instanceof TopicAuthorizationException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * ACLs with the authorizer on, as an authenticated user would meet them: Admin
+     * createAcls/describeAcls/deleteAcls round trip; a user (created here with
+     * alterUserScramCredentials) with ALLOW Write/Read/Describe on its topic and Read on its group
+     * produces and consumes there; on a topic without ACLs its producer and consumer get
+     * TopicAuthorizationException and nothing is written (checked as the suite's super user); once
+     * its ACLs are deleted it is refused on its own topic too. Skipped without an authorizer
+     * (SECURITY_DISABLED) and without a SASL client config to log in as another user.
+     */
     void acls() throws Exception {
         try {
             get(admin.describeAcls(AclBindingFilter.ANY).values());
@@ -597,6 +658,124 @@ public final class ClientSuite {
             }
             throw e;
         }
-        throw new AssertionError("DescribeAcls answered: ACLs exist now; extend this case with create/describe/delete");
+        Object mechanism = common.get("sasl.mechanism");
+        if (mechanism == null || !String.valueOf(common.get("security.protocol")).startsWith("SASL")) {
+            throw new Skip("the authorizer is on, but the suite has no SASL client config (--client-config) "
+                    + "to log in as another user");
+        }
+        String user = "j-user-" + UUID.randomUUID().toString().substring(0, 8);
+        String password = UUID.randomUUID().toString();
+        get(admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(user,
+                new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password))).all());
+        String principal = "User:" + user;
+        String granted = newTopic("j-acl", 1, Map.of());
+        String denied = newTopic("j-noacl", 1, Map.of());
+        String group = topic("j-acl-group");
+
+        List<AclBinding> bindings = new ArrayList<>();
+        for (AclOperation op : List.of(AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE)) {
+            bindings.add(new AclBinding(new ResourcePattern(ResourceType.TOPIC, granted, PatternType.LITERAL),
+                    new AccessControlEntry(principal, "*", op, AclPermissionType.ALLOW)));
+        }
+        bindings.add(new AclBinding(new ResourcePattern(ResourceType.GROUP, group, PatternType.LITERAL),
+                new AccessControlEntry(principal, "*", AclOperation.READ, AclPermissionType.ALLOW)));
+        get(admin.createAcls(bindings).all());
+
+        AclBindingFilter byUser = new AclBindingFilter(ResourcePatternFilter.ANY,
+                new AccessControlEntryFilter(principal, null, AclOperation.ANY, AclPermissionType.ANY));
+        Collection<AclBinding> described = get(admin.describeAcls(byUser).values());
+        check(new HashSet<>(described).equals(new HashSet<>(bindings)), "describeAcls by principal: " + described);
+        AclBindingFilter byTopic = new AclBindingFilter(
+                new ResourcePatternFilter(ResourceType.TOPIC, granted, PatternType.MATCH), AccessControlEntryFilter.ANY);
+        described = get(admin.describeAcls(byTopic).values());
+        check(described.size() == 3 && described.stream().allMatch(b -> b.entry().principal().equals(principal)),
+                "describeAcls by topic: " + described);
+
+        Map<String, Object> asUser = new HashMap<>();
+        asUser.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
+                + user + "\" password=\"" + password + "\";");
+        asUser.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 15000);
+        asUser.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 20000);
+        asUser.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 15000);
+        // Idempotence would need IdempotentWrite on the cluster or Write on some topic (KIP-679)
+        // before the first send: keep the case about topic ACLs.
+        asUser.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, false);
+        Map<String, Object> consumerAsUser = new HashMap<>(asUser);
+        consumerAsUser.keySet().removeIf(k -> k.startsWith("max.block") || k.startsWith("delivery") || k.startsWith("enable.idem"));
+
+        // Allowed: produce 10, consume them in the group and commit.
+        try (KafkaProducer<byte[], byte[]> p = producer(asUser)) {
+            List<RecordMetadata> md = send(p, granted, 0, 10, "acl", null);
+            check(md.get(9).offset() == 9, "last offset " + md.get(9).offset());
+        }
+        try (KafkaConsumer<byte[], byte[]> c = consumer(group, consumerAsUser)) {
+            c.subscribe(List.of(granted));
+            List<ConsumerRecord<byte[], byte[]>> got = new ArrayList<>();
+            long deadline = System.currentTimeMillis() + 30000;
+            while (got.size() < 10 && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(500))) {
+                    got.add(r);
+                }
+            }
+            check(got.size() == 10 && new String(got.get(0).value()).equals("acl0"), "consumed " + got.size());
+            c.commitSync();
+        }
+        TopicPartition grantedTp = new TopicPartition(granted, 0);
+        Map<TopicPartition, OffsetAndMetadata> committed = get(admin.listConsumerGroupOffsets(group)
+                .partitionsToOffsetAndMetadata());
+        check(committed.get(grantedTp) != null && committed.get(grantedTp).offset() == 10, "committed " + committed);
+
+        // No ACL on the other topic: the producer and the consumer are refused.
+        TopicPartition deniedTp = new TopicPartition(denied, 0);
+        try (KafkaProducer<byte[], byte[]> p = producer(asUser)) {
+            try {
+                p.send(new ProducerRecord<>(denied, 0, null, "k".getBytes(), "must-not-land".getBytes()))
+                        .get(30, TimeUnit.SECONDS);
+                throw new AssertionError("produce to " + denied + " without ACLs succeeded");
+            } catch (ExecutionException e) {
+                check(topicAuthorizationFailed(e), "produce without ACLs: " + e.getCause());
+            }
+        }
+        try (KafkaConsumer<byte[], byte[]> c = consumer(null, consumerAsUser)) {
+            c.assign(List.of(deniedTp));
+            c.seekToBeginning(List.of(deniedTp));
+            boolean refused = false;
+            long deadline = System.currentTimeMillis() + 20000;
+            while (!refused && System.currentTimeMillis() < deadline) {
+                try {
+                    c.poll(Duration.ofMillis(500));
+                } catch (RuntimeException e) {
+                    check(topicAuthorizationFailed(e), "consume without ACLs: " + e);
+                    refused = true;
+                }
+            }
+            check(refused, "a consumer without ACLs was not refused");
+        }
+        long end = get(admin.listOffsets(Map.of(deniedTp, OffsetSpec.latest())).all()).get(deniedTp).offset();
+        check(end == 0, denied + " holds " + end + " records after a refused produce");
+
+        // deleteAcls removes exactly the user's bindings, and the user is refused from then on.
+        Collection<AclBinding> deleted = get(admin.deleteAcls(List.of(byUser)).all());
+        check(new HashSet<>(deleted).equals(new HashSet<>(bindings)), "deleteAcls: " + deleted);
+        check(get(admin.describeAcls(byUser).values()).isEmpty(), "ACLs left after deleteAcls");
+        // (In cluster mode a broker may take a moment to reload the ACLs: sends it still accepts
+        // are counted, and must be all that lands.)
+        java.util.concurrent.atomic.AtomicInteger late = new java.util.concurrent.atomic.AtomicInteger();
+        try (KafkaProducer<byte[], byte[]> p = producer(asUser)) {
+            eventually(() -> {
+                try {
+                    p.send(new ProducerRecord<>(granted, 0, null, "k".getBytes(), "late".getBytes())).get(30, TimeUnit.SECONDS);
+                    late.incrementAndGet();
+                    return false;
+                } catch (ExecutionException e) {
+                    return topicAuthorizationFailed(e);
+                } catch (Exception e) {
+                    return false;
+                }
+            }, 30000, "the user refused on " + granted + " once its ACLs are deleted");
+        }
+        end = get(admin.listOffsets(Map.of(grantedTp, OffsetSpec.latest())).all()).get(grantedTp).offset();
+        check(end == 10 + late.get(), granted + " holds " + end + " records; expected the 10 allowed ones and "
+                + late.get() + " accepted before the deletion reached the leader");
     }
 }
