@@ -6,6 +6,7 @@
 //! admin connection (`admin`).
 
 pub mod admin;
+pub mod ca_rotation;
 pub mod certs;
 pub mod cluster_certs;
 pub mod internal;
