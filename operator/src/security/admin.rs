@@ -150,7 +150,12 @@ mod tests {
             json!({"listeners": [{"name": "s", "port": 9093, "authentication": "scram-sha-512"}]});
         let scram_tls = json!({"listeners": [{"name": "s", "port": 9093, "tls": true, "authentication": "scram-sha-512"}]});
         // (spec, secrets, Ok((tls, sasl)) or Err(part of the message))
-        let cases: Vec<(serde_json::Value, &AdminSecrets, Result<(bool, bool), &str>)> = vec![
+        type Case<'a> = (
+            serde_json::Value,
+            &'a AdminSecrets,
+            Result<(bool, bool), &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (json!({}), &none, Ok((false, false))),
             (plain.clone(), &none, Ok((false, false))),
             (scram.clone(), &full, Ok((false, true))),

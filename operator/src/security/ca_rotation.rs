@@ -212,7 +212,10 @@ mod tests {
         let st = step(&s, gone);
         assert_eq!(st, CaStep::Drop(vec![ca.cert_pem.clone()]));
         s = apply(&s, &st, None, gone);
-        assert_eq!(split_pems(&bundle(&s)), [next.cert_pem.clone()]);
+        assert_eq!(
+            split_pems(&bundle(&s)),
+            std::slice::from_ref(&next.cert_pem)
+        );
         assert_eq!(step(&s, gone), CaStep::Keep);
         // A CA found already expired is replaced at once.
         let old = CaState {
