@@ -269,6 +269,14 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             stop_rx.clone(),
         );
     }
+    if config.coordinator.is_some() && listeners.inter_broker().protocol.uses_tls() {
+        spawn_inter_broker_reloader(
+            config.clone(),
+            listeners.inter_broker().protocol,
+            broker.clone(),
+            stop_rx.clone(),
+        );
+    }
     let server_tasks: Vec<_> = bound
         .into_iter()
         .map(|(sock, ctx)| {
@@ -423,6 +431,57 @@ fn inter_broker_security(
         });
     }
     Ok(sec)
+}
+
+/// Modification times of the files the inter-broker TLS settings are made of.
+fn inter_broker_stamps(config: &BrokerConfig) -> Vec<Option<std::time::SystemTime>> {
+    [
+        &config.ssl_ca_file,
+        &config.ssl_cert_file,
+        &config.ssl_key_file,
+    ]
+    .into_iter()
+    .map(|p| {
+        p.as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    })
+    .collect()
+}
+
+/// Rebuilds the replica fetcher's TLS settings when the CA bundle (or, for mutual TLS, this
+/// broker's certificate) changes on disk, as the listeners reload theirs: a cluster CA renewal
+/// that first adds the new CA to the bundle reaches replication without a restart. Files that
+/// can't be loaded (half-written) keep the previous settings and are tried again.
+fn spawn_inter_broker_reloader(
+    config: BrokerConfig,
+    protocol: SecurityProtocol,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_millis(config.ssl_reload_interval_ms);
+    tokio::spawn(async move {
+        let mut seen = inter_broker_stamps(&config);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let now = inter_broker_stamps(&config);
+            if now == seen {
+                continue;
+            }
+            match inter_broker_security(&config, protocol) {
+                Ok(sec) => {
+                    broker.security.set_inter_broker(sec);
+                    seen = now;
+                    tracing::info!(ca = ?config.ssl_ca_file, "inter-broker TLS settings reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "inter-broker TLS files changed but cannot be loaded; keeping the previous settings")
+                }
+            }
+        }
+    });
 }
 
 /// Cluster mode: hosted partitions follow every metadata change, and the controller runs on

@@ -51,6 +51,8 @@ pub enum Error {
     Roll(#[from] crate::roll::reconcile::Error),
     #[error("{0}")]
     Certs(#[from] crate::security::cluster_certs::Error),
+    #[error("internal credentials: {0}")]
+    Credentials(#[from] crate::security::internal_secret::Error),
 }
 
 /// What the live objects look like (the dereference step's output).
@@ -334,6 +336,11 @@ async fn reconcile_inner(kc: &KafkaCluster, ctx: &Ctx) -> Result<Action, Error> 
     // Certificates of TLS listeners first: the brokers mount them.
     for c in crate::security::cluster_certs::reconcile(kc, ctx).await? {
         ctx.event(kc, false, "Certificates", "Apply", c).await;
+    }
+    // The internal credentials too: the brokers mount them and bootstrap their SCRAM users
+    // and coordinator ACLs from them.
+    if let Some(c) = crate::security::internal_secret::reconcile(kc, ctx).await? {
+        ctx.event(kc, false, "Credentials", "Apply", c).await;
     }
     // Scaling: lowering brokersPerZone drains the brokers being removed first, so the
     // StatefulSets keep their replica count until the drain finishes (scale/reconcile.rs).

@@ -110,7 +110,7 @@ async fn bootstrap(
     ctx: &Ctx,
     ns: &str,
     kt: &KafkaTopic,
-) -> Result<Result<String, (String, String)>, Error> {
+) -> Result<Result<(String, KafkaCluster), (String, String)>, Error> {
     let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), ns);
     let name = &kt.spec.cluster_ref.name;
     let Some(kc) = clusters.get_opt(name).await? else {
@@ -122,9 +122,10 @@ async fn bootstrap(
     // The admin address (internal listener) when the cluster has one; else the bootstrap.
     match kc
         .status
+        .clone()
         .and_then(|s| s.admin_address.or(s.bootstrap_address))
     {
-        Some(b) => Ok(Ok(b)),
+        Some(b) => Ok(Ok((b, kc))),
         None => Ok(Err((
             "ClusterNotReady".into(),
             format!("KafkaCluster {name} has no bootstrap address yet"),
@@ -156,8 +157,10 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
             .await;
         } else if kt.spec.deletion_policy == DeletionPolicy::Delete {
             match bootstrap(ctx, &ns, kt).await? {
-                Ok(addr) => {
-                    let mut admin = AdminClient::connect(&addr, ADMIN_TIMEOUT).await?;
+                Ok((addr, kc)) => {
+                    let mut admin =
+                        crate::security::admin::connect(&ctx.client, &kc, &addr, ADMIN_TIMEOUT)
+                            .await?;
                     match admin.delete_topic(&topic).await {
                         Ok(()) => {
                             ctx.event(
@@ -240,7 +243,8 @@ async fn reconcile_inner(kt: &KafkaTopic, ctx: &Ctx) -> Result<Action, Error> {
         }
     };
 
-    let mut admin = AdminClient::connect(&addr, ADMIN_TIMEOUT).await?;
+    let (addr, kc) = addr;
+    let mut admin = crate::security::admin::connect(&ctx.client, &kc, &addr, ADMIN_TIMEOUT).await?;
     let mut out = Outcome::default();
     let info = match admin.describe_topic(&topic).await? {
         None => {

@@ -150,12 +150,15 @@ async fn cleanup(
     match clusters.get_opt(&ku.spec.cluster_ref.name).await? {
         // No cluster: nothing holds the credential any more.
         None => {}
+        // Never touch the brokers' and the operator's own credentials (such a user was refused).
+        Some(_) if crate::security::internal::reserved_user(&name) => {}
         Some(kc) => {
             let Some(addr) = admin_address(&kc) else {
                 warn!(user = %name, "cluster has no admin address yet; retrying the cleanup later");
                 return Ok(Action::requeue(WAIT));
             };
-            let mut admin = AdminClient::connect(&addr, ADMIN_TIMEOUT).await?;
+            let mut admin =
+                crate::security::admin::connect(&ctx.client, &kc, &addr, ADMIN_TIMEOUT).await?;
             if ku.spec.authentication.type_ == UserAuthenticationType::ScramSha512 {
                 admin
                     .delete_scram_credential(&name, ScramMechanism::Sha512)
@@ -209,7 +212,12 @@ async fn reconcile_inner(ku: &KafkaUser, ctx: &Ctx) -> Result<Action, Error> {
     let mut status = ku.status.clone().unwrap_or_default();
     let principal = ku.principal();
 
-    let problems = users::validate(&ku.spec);
+    let mut problems = users::validate(&ku.spec);
+    if crate::security::internal::reserved_user(&name) {
+        problems.push(format!(
+            "the user name {name} is reserved for the cluster's internal users"
+        ));
+    }
     if !problems.is_empty() {
         return not_ready(ctx, ku, status, "InvalidSpec", problems.join("; ")).await;
     }
@@ -295,7 +303,8 @@ async fn reconcile_inner(ku: &KafkaUser, ctx: &Ctx) -> Result<Action, Error> {
                     .patch(&name, &pp, &Patch::Apply(secret(keep)))
                     .await?;
             }
-            let mut a = AdminClient::connect(&addr, ADMIN_TIMEOUT).await?;
+            let mut a =
+                crate::security::admin::connect(&ctx.client, &kc, &addr, ADMIN_TIMEOUT).await?;
             let present = a
                 .describe_user_scram_credentials(&[&name])
                 .await?
@@ -404,7 +413,7 @@ async fn reconcile_inner(ku: &KafkaUser, ctx: &Ctx) -> Result<Action, Error> {
                     )
                     .await;
                 };
-                AdminClient::connect(&addr, ADMIN_TIMEOUT).await?
+                crate::security::admin::connect(&ctx.client, &kc, &addr, ADMIN_TIMEOUT).await?
             }
         };
         let current = a.describe_acls(&AclFilter::principal(&principal)).await?;

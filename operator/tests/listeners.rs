@@ -67,7 +67,7 @@ fn listeners_become_broker_flags_ports_and_the_certificate_mount() {
     );
     assert_eq!(
         get(&env, "RIVULET_LISTENER_SECURITY_PROTOCOL_MAP"),
-        Some("REPLICATION:PLAINTEXT,TLS:SASL_SSL,INTERNAL_PLAIN:SASL_PLAINTEXT")
+        Some("REPLICATION:SASL_SSL,TLS:SASL_SSL,INTERNAL_PLAIN:SASL_PLAINTEXT")
     );
     assert_eq!(
         get(&env, "RIVULET_INTER_BROKER_LISTENER_NAME"),
@@ -84,8 +84,48 @@ fn listeners_become_broker_flags_ports_and_the_certificate_mount() {
     assert_eq!(get(&env, "RIVULET_SSL_CLIENT_AUTH"), Some("none"));
     assert_eq!(
         get(&env, "RIVULET_SUPER_USERS"),
-        Some("User:ANONYMOUS;User:admin")
+        Some("User:rivulet-broker;User:rivulet-operator;User:admin")
     );
+    // Replication authenticates as the broker user, from the mounted Secret; the coordinator's
+    // znodes get ACLs for the brokers' digest user.
+    let dir = "/etc/rivulet/internal";
+    for (k, v) in [
+        (
+            "RIVULET_INTER_BROKER_SASL_MECHANISM",
+            "SCRAM-SHA-512".to_string(),
+        ),
+        (
+            "RIVULET_INTER_BROKER_SASL_USERNAME",
+            "rivulet-broker".into(),
+        ),
+        (
+            "RIVULET_INTER_BROKER_SASL_PASSWORD_FILE",
+            format!("{dir}/broker-password"),
+        ),
+        (
+            "RIVULET_BOOTSTRAP_SCRAM_USERS_FILE",
+            format!("{dir}/bootstrap-users"),
+        ),
+        ("RIVULET_ZOOKEEPER_SET_ACL", "true".into()),
+        (
+            "RIVULET_COORDINATOR_DIGEST_USERNAME",
+            "rivulet-broker".into(),
+        ),
+        (
+            "RIVULET_COORDINATOR_DIGEST_PASSWORD_FILE",
+            format!("{dir}/coordinator-password"),
+        ),
+    ] {
+        assert_eq!(get(&env, k), Some(v.as_str()), "{k}");
+    }
+    // No password in the pod spec, in clear or otherwise: files only.
+    let text = sts.value.to_string();
+    for k in [
+        "RIVULET_INTER_BROKER_SASL_PASSWORD\"",
+        "RIVULET_COORDINATOR_DIGEST_PASSWORD\"",
+    ] {
+        assert!(!text.contains(k), "{k}");
+    }
     // The single-listener settings are gone (they would fight RIVULET_LISTENERS).
     assert_eq!(get(&env, "RIVULET_LISTEN_ADDR"), None);
     assert_eq!(get(&env, "RIVULET_ADVERTISED_ADDR"), None);
@@ -94,12 +134,27 @@ fn listeners_become_broker_flags_ports_and_the_certificate_mount() {
 
     let pod = &sts.value["spec"]["template"]["spec"];
     assert_eq!(pod["volumes"][0]["secret"]["secretName"], "demo-broker-tls");
-    let c = &pod["containers"][0];
-    assert!(c["volumeMounts"]
+    let creds = &pod["volumes"][1];
+    assert_eq!(creds["secret"]["secretName"], "demo-internal-credentials");
+    let keys: Vec<&str> = creds["secret"]["items"]
         .as_array()
-        .expect("mounts")
+        .expect("items")
+        .iter()
+        .map(|i| i["key"].as_str().unwrap_or(""))
+        .collect();
+    // The operator's own password is not mounted as such (the bootstrap file carries it).
+    assert_eq!(
+        keys,
+        ["broker-password", "coordinator-password", "bootstrap-users"]
+    );
+    let c = &pod["containers"][0];
+    let mounts = c["volumeMounts"].as_array().expect("mounts");
+    assert!(mounts
         .iter()
         .any(|m| m["mountPath"] == TLS_DIR && m["readOnly"] == true));
+    assert!(mounts
+        .iter()
+        .any(|m| m["mountPath"] == dir && m["readOnly"] == true && m["name"] == creds["name"]));
     let ports: Vec<(String, i64)> = c["ports"]
         .as_array()
         .expect("ports")
@@ -175,8 +230,86 @@ fn mutual_tls_requires_client_certificates() {
         .expect("zone 0");
     let env = env_of(&sts.value);
     assert_eq!(get(&env, "RIVULET_SSL_CLIENT_AUTH"), Some("required"));
-    assert_eq!(get(&env, "RIVULET_SASL_ENABLED_MECHANISMS"), None);
+    // Clients use certificates; the replication listener still needs SCRAM-SHA-512.
+    assert_eq!(
+        get(&env, "RIVULET_SASL_ENABLED_MECHANISMS"),
+        Some("SCRAM-SHA-512")
+    );
     assert_eq!(get(&env, "RIVULET_SUPER_USERS"), None);
+}
+
+/// The internal listener's protocol and the internal credentials, per kind of cluster.
+#[test]
+fn replication_is_authenticated_once_clients_are() {
+    // (listeners, authorization, replication protocol, internal credentials mounted)
+    let cases = [
+        (
+            json!([{"name": "plain", "port": 9093}]),
+            false,
+            "PLAINTEXT",
+            false,
+        ),
+        (
+            json!([{"name": "tls", "port": 9093, "tls": true}]),
+            false,
+            "PLAINTEXT",
+            false,
+        ),
+        (
+            json!([{"name": "s", "port": 9093, "authentication": "scram-sha-512"}]),
+            false,
+            "SASL_PLAINTEXT",
+            true,
+        ),
+        (
+            json!([{"name": "s", "port": 9093, "authentication": "plain"}]),
+            true,
+            "SASL_PLAINTEXT",
+            true,
+        ),
+        (
+            json!([{"name": "m", "port": 9093, "tls": true, "authentication": "tls"}]),
+            true,
+            "SASL_SSL",
+            true,
+        ),
+    ];
+    for (ls, authz, proto, creds) in cases {
+        let mut kc = fixtures::three_zone_cluster();
+        kc.spec.listeners = Some(serde_json::from_value(ls.clone()).expect("listeners"));
+        if authz {
+            kc.spec.authorization =
+                Some(serde_json::from_value(json!({"type": "simple"})).expect("authz"));
+        }
+        assert!(validate(&kc.spec).is_empty(), "{ls}");
+        let built = build_cluster(&kc);
+        let sts = built
+            .objects
+            .iter()
+            .find(|o| o.name == "demo-broker-z0")
+            .expect("zone 0");
+        let env = env_of(&sts.value);
+        let map = get(&env, "RIVULET_LISTENER_SECURITY_PROTOCOL_MAP").unwrap_or("");
+        assert!(
+            map.starts_with(&format!("REPLICATION:{proto},")),
+            "{ls}: {map}"
+        );
+        assert_eq!(
+            get(&env, "RIVULET_ZOOKEEPER_SET_ACL").is_some(),
+            creds,
+            "{ls}"
+        );
+        assert_eq!(
+            get(&env, "RIVULET_INTER_BROKER_SASL_USERNAME").is_some(),
+            creds,
+            "{ls}"
+        );
+        assert_eq!(
+            sts.value.to_string().contains("demo-internal-credentials"),
+            creds,
+            "{ls}"
+        );
+    }
 }
 
 #[test]

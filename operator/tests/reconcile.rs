@@ -393,3 +393,110 @@ async fn delete_cleans_up_and_releases_the_finalizer() {
         "{deleted:?}"
     );
 }
+
+const SECRETS: &str = "/api/v1/namespaces/kafka/secrets";
+
+fn secret_data(api: &FakeApi, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    use base64::Engine;
+    let s = api.get(SECRETS, name)?;
+    Some(
+        s["data"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| {
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or(""))
+                    .expect("base64");
+                (k.clone(), String::from_utf8(b).expect("utf8"))
+            })
+            .collect(),
+    )
+}
+
+/// A cluster with authentication gets its internal credentials Secret once: kept across
+/// reconciles (the coordinator holds credentials made from it), repaired when a key goes,
+/// not owned by the cluster (it outlives it, as the volumes do), and mounted by the brokers.
+#[tokio::test]
+async fn secured_cluster_gets_internal_credentials_once() {
+    let mut kc = fixtures::three_zone_cluster();
+    kc.spec.listeners = Some(
+        serde_json::from_value(json!([
+            {"name": "sasl", "port": 9094, "authentication": "scram-sha-512"}
+        ]))
+        .expect("listeners"),
+    );
+    let w = World::new(kc);
+    w.reconcile("demo").await;
+    let name = "demo-internal-credentials";
+    let first = secret_data(&w.api, name).expect("credentials secret");
+    for k in [
+        "broker-password",
+        "operator-password",
+        "coordinator-password",
+        "bootstrap-users",
+    ] {
+        assert!(!first[k].is_empty(), "{k}");
+    }
+    assert_ne!(first["broker-password"], first["operator-password"]);
+    assert_eq!(
+        first["bootstrap-users"],
+        format!("rivulet-operator={}\n", first["operator-password"])
+    );
+    let s = w.api.get(SECRETS, name).expect("secret");
+    assert!(s["metadata"]["ownerReferences"].is_null(), "{s}");
+    // The brokers mount it; no password appears in any object the operator applied.
+    let sts = w.api.get(STS, "demo-broker-z0").expect("broker set");
+    assert!(sts.to_string().contains(name));
+    for o in w.api.list(STS).into_iter().chain(w.api.list(CM)) {
+        for (k, v) in &first {
+            assert!(
+                !o.to_string().contains(v.as_str()),
+                "{k} in {}",
+                o["metadata"]["name"]
+            );
+        }
+    }
+    // The Events name the Secret, never its content.
+    for e in w.events() {
+        for v in first.values() {
+            assert!(!e.to_string().contains(v.as_str()));
+        }
+    }
+
+    // Settled: nothing rewritten, same passwords.
+    w.settle();
+    w.api.clear_writes();
+    w.reconcile("demo").await;
+    assert!(
+        !w.api
+            .object_writes()
+            .iter()
+            .any(|x| x.path.contains("/secrets")),
+        "{:?}",
+        w.api.object_writes()
+    );
+    assert_eq!(secret_data(&w.api, name).as_ref(), Some(&first));
+
+    // A key removed by hand comes back; the others are kept.
+    let mut s = w.api.get(SECRETS, name).expect("secret");
+    s["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("coordinator-password");
+    w.api.insert(SECRETS, s);
+    w.reconcile("demo").await;
+    let repaired = secret_data(&w.api, name).expect("secret");
+    assert_eq!(repaired["broker-password"], first["broker-password"]);
+    assert_eq!(repaired["operator-password"], first["operator-password"]);
+    assert!(!repaired["coordinator-password"].is_empty());
+}
+
+/// Without authentication anywhere, no credentials and no digest ACLs.
+#[tokio::test]
+async fn unsecured_cluster_has_no_internal_credentials() {
+    let w = World::new(fixtures::three_zone_cluster());
+    w.reconcile("demo").await;
+    assert!(w.api.get(SECRETS, "demo-internal-credentials").is_none());
+    let sts = w.api.get(STS, "demo-broker-z0").expect("broker set");
+    assert!(!sts.to_string().contains("RIVULET_ZOOKEEPER_SET_ACL"));
+}

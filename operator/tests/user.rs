@@ -77,6 +77,32 @@ impl World {
     }
 }
 
+/// The operator's password in the internal credentials Secret of the test cluster.
+const OPERATOR_PASSWORD: &str = "operator-secret";
+
+/// The internal credentials Secret, as the cluster controller writes it.
+fn internal_secret() -> Value {
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "demo-internal-credentials", "namespace": "kafka"},
+           "data": {"operator-password": b(OPERATOR_PASSWORD)}})
+}
+
+/// An admin client authenticating as the operator does.
+async fn operator_admin(addr: &str) -> AdminClient {
+    let sec = rivulet_admin_client::ClientSecurity {
+        tls: None,
+        sasl: Some(rivulet_admin_client::SaslCredentials {
+            mechanism: rivulet_admin_client::SaslMechanism::ScramSha512,
+            username: "rivulet-operator".into(),
+            password: OPERATOR_PASSWORD.into(),
+        }),
+    };
+    AdminClient::connect_with(addr, Duration::from_secs(10), sec)
+        .await
+        .expect("admin")
+}
+
 fn scram_cluster() -> Value {
     json!({"zones": ["a"], "brokersPerZone": 1, "storage": {"size": "1Gi"},
            "listeners": [{"name": "sasl", "port": 9094, "authentication": "scram-sha-512"}]})
@@ -85,10 +111,11 @@ fn scram_cluster() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_user_lifecycle_against_a_real_broker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some((_broker, addr)) = support::start_broker(dir.path()) else {
+    let Some((_broker, addr)) = support::start_secured_broker(dir.path(), OPERATOR_PASSWORD) else {
         return;
     };
     let w = World::new(scram_cluster(), json!({"adminAddress": addr.to_string()}));
+    w.api.insert(SECRETS, internal_secret());
     w.add_user(
         "alice",
         json!({"clusterRef": {"name": "demo"},
@@ -105,9 +132,7 @@ async fn scram_user_lifecycle_against_a_real_broker() {
     let u = w.api.get(KU, "alice").expect("user");
     assert_eq!(u["metadata"]["finalizers"], json!([FINALIZER]));
     assert_eq!(u["status"]["principal"], "User:alice");
-    let mut admin = AdminClient::connect(&addr.to_string(), Duration::from_secs(10))
-        .await
-        .expect("admin");
+    let mut admin = operator_admin(&addr.to_string()).await;
     let creds = admin
         .describe_user_scram_credentials(&["alice"])
         .await
@@ -153,7 +178,11 @@ async fn scram_user_lifecycle_against_a_real_broker() {
         .into_iter()
         .map(|(u, _)| u)
         .collect();
-    assert_eq!(names, BTreeSet::from(["alice".into(), "bob".into()]));
+    // Beside the operator's own user, bootstrapped by the broker.
+    assert_eq!(
+        names,
+        BTreeSet::from(["alice".into(), "bob".into(), "rivulet-operator".into()])
+    );
 
     // ACLs asked of a cluster without spec.authorization: refused with a reason.
     let mut spec = w.api.get(KU, "bob").expect("bob")["spec"].clone();
@@ -298,4 +327,25 @@ async fn cluster_ca_broker_and_user_certificates() {
     w.api.clear_writes();
     w.reconcile("audit").await;
     assert_eq!(w.secret_writes(), 0, "a valid certificate is kept");
+}
+
+/// The internal users' names are refused: a KafkaUser must never set (or, deleted, remove) the
+/// brokers' or the operator's credential.
+#[tokio::test]
+async fn internal_user_names_are_refused() {
+    let w = World::new(scram_cluster(), json!({"adminAddress": "127.0.0.1:1"}));
+    for name in ["rivulet-broker", "rivulet-operator"] {
+        w.add_user(
+            name,
+            json!({"clusterRef": {"name": "demo"},
+                   "authentication": {"type": "scram-sha-512"}}),
+        );
+        w.reconcile(name).await;
+        assert_eq!(
+            w.ready(name),
+            ("False".into(), "InvalidSpec".into()),
+            "{name}"
+        );
+        assert!(w.api.get(SECRETS, name).is_none(), "{name}");
+    }
 }

@@ -17,7 +17,7 @@ pub mod scram_admin;
 pub mod tls;
 pub mod zk_sync;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use acls::AclStore;
 use authorizer::{AuthorizerConfig, Operation, ResourceType};
@@ -31,8 +31,10 @@ pub struct BrokerSecurity {
     acls: OnceLock<Arc<AclStore>>,
     /// Set when an authorizer is on (`--authorizer simple`); without it everything is allowed.
     authorizer: OnceLock<AuthorizerConfig>,
-    /// How this broker connects to the others' inter-broker listener (PLAINTEXT when unset).
-    inter_broker: OnceLock<rivulet_admin_client::ClientSecurity>,
+    /// How this broker connects to the others' inter-broker listener (PLAINTEXT when unset);
+    /// replaced when the CA bundle (or this broker's certificate) changes on disk, so new
+    /// replica connections trust a renewed cluster CA without a restart.
+    inter_broker: RwLock<Option<rivulet_admin_client::ClientSecurity>>,
 }
 
 /// Who asks, from where: what every authorization decision needs of a request.
@@ -56,13 +58,19 @@ impl<'a> Caller<'a> {
 pub const CLUSTER_NAME: &str = "kafka-cluster";
 
 impl BrokerSecurity {
+    /// Sets (or replaces) the TLS/SASL settings of connections to other brokers; connections
+    /// already open keep theirs.
     pub fn set_inter_broker(&self, c: rivulet_admin_client::ClientSecurity) {
-        let _ = self.inter_broker.set(c);
+        *self.inter_broker.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
     }
 
     /// The TLS/SASL settings of connections to other brokers.
     pub fn inter_broker(&self) -> rivulet_admin_client::ClientSecurity {
-        self.inter_broker.get().cloned().unwrap_or_default()
+        self.inter_broker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     pub fn set_acls(&self, a: Arc<AclStore>) {

@@ -3,6 +3,9 @@
 
     . .k8s/env && .k8s/exec .venv/bin/python -m pytest e2e/local/scenarios/test_security.py -q
 
+The second test (`-k replication_and_coordinator`) checks the internal listener and the
+coordinator ACLs (docs/security.md).
+
 A three-zone cluster with one SASL_SSL listener (SCRAM-SHA-512, certificate from the operator's
 cluster CA). A KafkaUser gets its Secret, and confluent-kafka — trusting the CA from the
 `<cluster>-cluster-ca-cert` Secret, verifying broker host names — produces to its topic with the
@@ -157,3 +160,110 @@ def test_kafkauser_gets_its_secret_and_produces_over_sasl_ssl(ns, tmp_path):
     kubectl("delete", "kafkauser", "app", "-n", ns, "--wait=true", "--timeout=120s")
     wait_for("app's Secret gone", lambda: get("secret", "app", ns, check=False) is None, timeout=120)
     assert produce(bootstrap, str(ca_file), "app", password, "mine", 10) is not None
+
+
+def test_replication_and_coordinator_are_authenticated(ns, tmp_path):
+    """Issue 14, operator side: the internal listener authenticates (brokers as
+    User:rivulet-broker, the operator as User:rivulet-operator, SCRAM-SHA-512 over TLS), the
+    internal passwords come from a generated Secret mounted into the brokers (never in the pod
+    spec), replication works through it (acks=all on a 3-replica topic with
+    min.insync.replicas=2), and the coordinator's znodes carry digest ACLs: an unauthenticated
+    ZooKeeper client (kazoo) can read the broker registrations but neither write /brokers nor read
+    /config/users."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+
+    spec = {
+        "zones": ["zone-a", "zone-b", "zone-c"],
+        "brokersPerZone": 1,
+        "brokerType": "kafka.t3.small",
+        "storage": {"size": "64Mi", "storageClassName": "rivulet-local"},
+        "listeners": [{"name": "tls", "port": PORT, "tls": True, "authentication": "scram-sha-512"}],
+        "authorization": {"type": "simple", "superUsers": ["admin"]},
+    }
+    apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": CLUSTER}, "spec": spec})
+    kc = ready("kafkacluster", CLUSTER, ns)
+    bootstrap = kc["status"]["bootstrapAddress"]
+
+    # The internal credentials: generated, not owned by the cluster (they outlive it with the
+    # volumes), mounted as files; no password anywhere in the broker pods' spec.
+    creds = get("secret", f"{CLUSTER}-internal-credentials", ns)
+    assert set(creds["data"]) == {"broker-password", "operator-password", "coordinator-password", "bootstrap-users"}
+    assert not creds["metadata"].get("ownerReferences")
+    passwords = {k: base64.b64decode(v).decode() for k, v in creds["data"].items()}
+    pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", f"rivulet.dev/cluster={CLUSTER},app.kubernetes.io/component=broker", "-o", "json"))["items"]
+    assert len(pods) == 3
+    for pod in pods:
+        text = json.dumps(pod["spec"])
+        for k in ("broker-password", "operator-password", "coordinator-password"):
+            assert passwords[k] not in text, f"{k} in the spec of {pod['metadata']['name']}"
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["RIVULET_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("REPLICATION:SASL_SSL,")
+        assert env["RIVULET_INTER_BROKER_SASL_USERNAME"] == "rivulet-broker"
+        assert env["RIVULET_ZOOKEEPER_SET_ACL"] == "true"
+        assert "User:rivulet-broker" in env["RIVULET_SUPER_USERS"].split(";")
+        assert "User:rivulet-operator" in env["RIVULET_SUPER_USERS"].split(";")
+
+    # The operator's admin connection works over the authenticated listener (the topic and the
+    # user are made through it).
+    apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic", "metadata": {"name": "replicated"},
+               "spec": {"clusterRef": {"name": CLUSTER}, "partitions": 3, "replicationFactor": 3,
+                        "config": {"min.insync.replicas": "2"}}})
+    ready("kafkatopic", "replicated", ns, timeout=180)
+    apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaUser", "metadata": {"name": "writer"},
+               "spec": {"clusterRef": {"name": CLUSTER}, "authentication": {"type": "scram-sha-512"},
+                        "authorization": {"acls": [
+                            {"resource": {"type": "topic", "name": "replicated"}, "operations": ["Describe", "Write"]},
+                            {"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]}]}}})
+    ready("kafkauser", "writer", ns, timeout=180)
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text(secret_value(ns, f"{CLUSTER}-cluster-ca-cert", "ca.crt"))
+    password = secret_value(ns, "writer", "password")
+
+    # Replication through the authenticated listener: confluent-kafka's default acks=all on a
+    # 3-replica partition is acknowledged only once both followers fetched it; 30 records spread
+    # over the three partitions, each led by a different broker.
+    p = Producer({
+        "bootstrap.servers": bootstrap, "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "writer", "sasl.password": password, "ssl.ca.location": str(ca_file),
+        "acks": "all", "message.timeout.ms": 60000,
+    })
+    results = []
+
+    def send_all():
+        results.clear()
+        for i in range(30):
+            p.produce("replicated", f"v{i}".encode(), partition=i % 3, callback=lambda err, msg: results.append(err))
+        p.flush(90)
+        return len(results) == 30 and all(e is None for e in results) or None
+
+    assert wait_for("acks=all produce to every partition", send_all, timeout=240, every=10), results
+
+    # The coordinator: an unauthenticated client may look but not touch.
+    zk = KazooClient(hosts=f"{CLUSTER}-coordinator.{ns}.svc:2181", timeout=15)
+    zk.start(timeout=30)
+    try:
+        ids = zk.get_children("/brokers/ids")
+        assert len(ids) == 3, ids
+        with pytest.raises(NoAuthError):
+            zk.create("/brokers/ids/4242", b"{}")
+        with pytest.raises(NoAuthError):
+            zk.set(f"/brokers/ids/{ids[0]}", b"{}")
+        users = "/config/users/rivulet-broker"
+        with pytest.raises(NoAuthError):
+            zk.get(users)
+        with pytest.raises(NoAuthError):
+            zk.get("/config/users/writer")
+    finally:
+        zk.stop()
+        zk.close()
+    # With the digest credential (the brokers' user) the credential is readable: the refusals
+    # above are the ACLs, not a missing node.
+    zk = KazooClient(hosts=f"{CLUSTER}-coordinator.{ns}.svc:2181", timeout=15,
+                     auth_data=[("digest", f"rivulet-broker:{passwords['coordinator-password']}")])
+    zk.start(timeout=30)
+    try:
+        zk.get(users)
+    finally:
+        zk.stop()
+        zk.close()

@@ -9,11 +9,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::{Resource, ResourceExt};
-use rivulet_admin_client::AdminClient;
 use tracing::{info, warn};
 
 use super::decide::{decide, BrokerPod, ClusterState, Decision, Partition, RestartReason, Wait};
-use crate::builders::{broker_headless_name, broker_sts_name, KAFKA_PORT};
+use crate::builders::{broker_headless_name, broker_sts_name};
 use crate::context::Ctx;
 use crate::crd::{KafkaCluster, OperationState, OperationStatus};
 
@@ -133,8 +132,13 @@ pub fn broker_pods(
 
 /// Asks the brokers for every partition's replicas and ISR and each topic's
 /// min.insync.replicas.
-async fn cluster_state(addrs: &[String]) -> Result<ClusterState, rivulet_admin_client::Error> {
-    let mut admin = AdminClient::connect(&addrs.join(","), ADMIN_TIMEOUT).await?;
+async fn cluster_state(
+    ctx: &Ctx,
+    kc: &KafkaCluster,
+    addrs: &[String],
+) -> Result<ClusterState, rivulet_admin_client::Error> {
+    let mut admin =
+        crate::security::admin::connect(&ctx.client, kc, &addrs.join(","), ADMIN_TIMEOUT).await?;
     let view = admin.describe_partitions().await?;
     let mut topics: Vec<&str> = view.partitions.iter().map(|p| p.topic.as_str()).collect();
     topics.dedup();
@@ -224,12 +228,15 @@ pub async fn roll(
         && brokers.iter().all(|b| b.ready && !b.terminating);
     let cluster = if needs_cluster {
         let headless = broker_headless_name(&name);
+        let port = crate::security::admin::admin_port(&kc.spec);
         let addrs: Vec<String> = brokers
             .iter()
-            .map(|b| format!("{}.{headless}.{ns}.svc:{KAFKA_PORT}", b.name))
+            .map(|b| format!("{}.{headless}.{ns}.svc:{port}", b.name))
             .map(|a| ctx.log_dirs.hosts.get(&a).cloned().unwrap_or(a))
             .collect();
-        cluster_state(&addrs).await.map_err(|e| e.to_string())
+        cluster_state(ctx, kc, &addrs)
+            .await
+            .map_err(|e| e.to_string())
     } else {
         Err("not asked".to_string())
     };

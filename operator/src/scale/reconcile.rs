@@ -119,11 +119,17 @@ pub async fn reconcile_scaling(
 }
 
 async fn connect(kc: &KafkaCluster, ctx: &Ctx) -> Result<AdminClient, String> {
-    let Some(addr) = kc.status.as_ref().and_then(|s| s.bootstrap_address.clone()) else {
+    // The internal listener when the cluster has listeners (the client bootstrap may need
+    // credentials the operator doesn't have), else the bootstrap address.
+    let Some(addr) = kc.status.as_ref().and_then(|s| {
+        s.admin_address
+            .clone()
+            .or_else(|| s.bootstrap_address.clone())
+    }) else {
         return Err("the cluster has no bootstrap address yet".into());
     };
     let addr = ctx.log_dirs.hosts.get(&addr).cloned().unwrap_or(addr);
-    AdminClient::connect(&addr, ADMIN_TIMEOUT)
+    crate::security::admin::connect(&ctx.client, kc, &addr, ADMIN_TIMEOUT)
         .await
         .map_err(|e| format!("cannot reach the brokers at {addr}: {e}"))
 }

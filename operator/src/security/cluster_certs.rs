@@ -1,14 +1,15 @@
 //! The certificate Secrets of a cluster with TLS listeners:
 //!
 //! - `<cluster>-cluster-ca`: the CA's `ca.crt` and `ca.key` (only the operator reads it);
-//! - `<cluster>-cluster-ca-cert`: `ca.crt` alone, for clients (after a CA renewal it holds the
-//!   new and the previous CA, so clients trusting either keep working);
+//! - `<cluster>-cluster-ca-cert`: `ca.crt` alone, the trust bundle for clients (during and
+//!   after a CA renewal it holds the new and the previous CA, see [`super::ca_rotation`]);
 //! - `<cluster>-broker-tls`: `tls.crt`, `tls.key` and `ca.crt`, mounted into every broker at
 //!   `/etc/rivulet/tls`.
 //!
-//! Each reconcile checks them ([`super::certs`]) and writes only what must change. A renewed
-//! broker certificate reaches running brokers without a restart: the kubelet rewrites Secret
-//! volumes and the broker reloads its certificate files when they change.
+//! Each reconcile checks them ([`super::certs`], [`super::ca_rotation`]) and writes only what
+//! must change. Nothing here restarts a broker: the kubelet rewrites Secret volumes, and the
+//! broker reloads its certificate, key and CA bundle when they change, for its listeners and
+//! for its replica fetcher alike; a CA renewal is trusted everywhere before it signs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,10 +18,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tracing::info;
 
-use super::certs::{self, CertKey, Renewal};
+use super::ca_rotation::{self, CaState, CaStep};
+use super::certs::{self, CertKey};
 use super::listeners::{broker_tls_secret, needs_tls};
 use crate::builders::{bootstrap_name, broker_headless_name, broker_sts_name, zone_first_id};
 use crate::context::{Ctx, FIELD_MANAGER};
@@ -133,7 +136,67 @@ fn labels(cluster: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Reads the cluster CA (certificate bundle and key) from its Secret.
+/// Keys of the next CA while a renewal is in its trust phase ([`super::ca_rotation`]).
+const NEXT_CRT: &str = "next.crt";
+const NEXT_KEY: &str = "next.key";
+const NEXT_SINCE: &str = "next.since";
+
+/// The stored CA: `ca.crt` (the signing CA, then previous CAs still trusted), `ca.key`, and
+/// during a renewal's trust phase `next.crt`, `next.key`, `next.since` (RFC 3339).
+pub fn ca_state(s: &Secret) -> CaState {
+    let pems = secret_text(s, "ca.crt")
+        .map(|b| ca_rotation::split_pems(&b))
+        .unwrap_or_default();
+    let current = match (pems.first(), secret_text(s, "ca.key")) {
+        (Some(c), Some(k)) => Some(CertKey {
+            cert_pem: c.clone(),
+            key_pem: k,
+        }),
+        _ => None,
+    };
+    let since =
+        secret_text(s, NEXT_SINCE).and_then(|t| OffsetDateTime::parse(t.trim(), &Rfc3339).ok());
+    let next = match (secret_text(s, NEXT_CRT), secret_text(s, NEXT_KEY), since) {
+        (Some(c), Some(k), Some(t)) => Some((
+            CertKey {
+                cert_pem: c,
+                key_pem: k,
+            },
+            t,
+        )),
+        _ => None,
+    };
+    CaState {
+        current,
+        older: pems.into_iter().skip(1).collect(),
+        next,
+    }
+}
+
+/// The CA Secret's data for a state.
+fn ca_data(st: &CaState) -> Result<BTreeMap<&'static str, String>, Error> {
+    let mut data = BTreeMap::new();
+    if let Some(c) = &st.current {
+        let mut crt = c.cert_pem.clone();
+        for o in &st.older {
+            crt.push_str(o);
+        }
+        data.insert("ca.crt", crt);
+        data.insert("ca.key", c.key_pem.clone());
+    }
+    if let Some((n, since)) = &st.next {
+        data.insert(NEXT_CRT, n.cert_pem.clone());
+        data.insert(NEXT_KEY, n.key_pem.clone());
+        let t = since
+            .format(&Rfc3339)
+            .map_err(|e| Error::Certs(certs::Error::Parse(e.to_string())))?;
+        data.insert(NEXT_SINCE, t);
+    }
+    Ok(data)
+}
+
+/// Reads the cluster CA: the signing CA (certificate and key) and the trust bundle to publish
+/// (signing CA, next CA during a renewal, previous CAs).
 pub async fn read_ca(
     secrets: &Api<Secret>,
     cluster: &str,
@@ -141,16 +204,8 @@ pub async fn read_ca(
     let Some(s) = secrets.get_opt(&ca_secret(cluster)).await? else {
         return Ok(None);
     };
-    match (secret_text(&s, "ca.crt"), secret_text(&s, "ca.key")) {
-        (Some(bundle), Some(key)) => Ok(Some((
-            CertKey {
-                cert_pem: first_pem(&bundle),
-                key_pem: key,
-            },
-            bundle,
-        ))),
-        _ => Ok(None),
-    }
+    let st = ca_state(&s);
+    Ok(st.current.clone().map(|c| (c, ca_rotation::bundle(&st))))
 }
 
 /// Makes the CA and broker certificate Secrets right for `kc` (nothing without TLS listeners).
@@ -166,42 +221,54 @@ pub async fn reconcile(kc: &KafkaCluster, ctx: &Ctx) -> Result<Vec<String>, Erro
     let now = OffsetDateTime::now_utc();
     let mut changes = Vec::new();
 
-    // The CA.
-    let current = read_ca(&secrets, &name).await?;
-    let (ca, bundle) = match (
-        certs::check_ca(current.as_ref().map(|c| &c.0), now),
-        &current,
-    ) {
-        (None, Some(c)) => c.clone(),
-        (why, _) => {
-            let why = why.unwrap_or(Renewal::Missing);
-            let ca = certs::generate_ca(&name, now)?;
-            // Keep trusting the previous CA while it is valid, so clients move over in time.
-            let mut bundle = ca.cert_pem.clone();
-            if let Some((old, _)) = &current {
-                if matches!(why, Renewal::Expiring { .. }) {
-                    bundle.push_str(&old.cert_pem);
-                }
-            }
-            let data = BTreeMap::from([("ca.crt", bundle.clone()), ("ca.key", ca.key_pem.clone())]);
-            secrets
-                .patch(
-                    &ca_secret(&name),
-                    &pp,
-                    &Patch::Apply(secret_object(
-                        kc,
-                        &ca_secret(&name),
-                        &ns,
-                        labels(&name),
-                        &data,
-                    )),
-                )
-                .await?;
-            info!(cluster = %name, reason = %why, "generated the cluster CA");
-            changes.push(format!("cluster CA generated ({why})"));
-            (ca, bundle)
-        }
+    // The CA: generated, renewed in phases (trust, promote, drop), see ca_rotation.
+    let stored = secrets
+        .get_opt(&ca_secret(&name))
+        .await?
+        .map(|s| ca_state(&s))
+        .unwrap_or_default();
+    let step = ca_rotation::step(&stored, now);
+    let fresh = match &step {
+        CaStep::Generate(_) | CaStep::StartTransition(_) => Some(certs::generate_ca(&name, now)?),
+        _ => None,
     };
+    let st = ca_rotation::apply(&stored, &step, fresh, now);
+    if step != CaStep::Keep {
+        secrets
+            .patch(
+                &ca_secret(&name),
+                &pp,
+                &Patch::Apply(secret_object(
+                    kc,
+                    &ca_secret(&name),
+                    &ns,
+                    labels(&name),
+                    &ca_data(&st)?,
+                )),
+            )
+            .await?;
+        let what = match &step {
+            CaStep::Generate(why) => format!("cluster CA generated ({why})"),
+            CaStep::StartTransition(why) => format!(
+                "cluster CA renewal started ({why}): the new CA is trusted now and signs \
+                 certificates in {} hours",
+                ca_rotation::TRUST_GRACE.whole_hours()
+            ),
+            CaStep::Promote => {
+                "cluster CA renewed: the new CA signs certificates from now on".to_string()
+            }
+            CaStep::Drop(gone) => {
+                format!("{} expired CA certificate(s) left the bundle", gone.len())
+            }
+            CaStep::Keep => String::new(),
+        };
+        info!(cluster = %name, "{what}");
+        changes.push(what);
+    }
+    let Some(ca) = st.current.clone() else {
+        return Ok(changes);
+    };
+    let bundle = ca_rotation::bundle(&st);
     let public = BTreeMap::from([("ca.crt", bundle.clone())]);
     let live = secrets.get_opt(&ca_cert_secret(&name)).await?;
     if live

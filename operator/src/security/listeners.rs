@@ -2,8 +2,11 @@
 //! (env), Service and container ports, the certificate volume, and the checks CEL can't make.
 //!
 //! Absent `spec.listeners` nothing changes: the broker keeps its single PLAINTEXT listener on
-//! 9092. Present, every broker runs the listed listeners plus an internal PLAINTEXT
-//! `REPLICATION` listener on 9091 for replication and for the operator's admin connection.
+//! 9092. Present, every broker runs the listed listeners plus an internal `REPLICATION`
+//! listener on 9091 for replication and for the operator's admin connection: PLAINTEXT while
+//! no listener authenticates, else SCRAM-SHA-512 over TLS (`SASL_SSL`) when the cluster has a
+//! certificate or `SASL_PLAINTEXT` when not, with the internal users and the coordinator's
+//! digest ACLs of [`super::internal`].
 
 use serde_json::{json, Value};
 
@@ -12,6 +15,8 @@ use crate::builders::{ObjKind, BROKER_ADMIN_PORT};
 use crate::crd::{KafkaCluster, KafkaClusterSpec, Listener, ListenerAuthentication};
 use crate::crd::{ListenerStatus, REPLICATION_LISTENER, REPLICATION_PORT};
 use kube::ResourceExt;
+
+use super::internal;
 
 /// Where the broker certificate Secret is mounted.
 pub const TLS_DIR: &str = "/etc/rivulet/tls";
@@ -29,9 +34,24 @@ pub const ENV_SUPER_USERS: &str = "RIVULET_SUPER_USERS";
 pub const ENV_ALLOW_EVERYONE: &str = "RIVULET_ALLOW_EVERYONE_IF_NO_ACL_FOUND";
 /// Value of [`ENV_AUTHORIZER`] for `type: simple`.
 pub const SIMPLE_AUTHORIZER: &str = "simple";
-/// Principal of connections on the internal PLAINTEXT replication listener (brokers and the
-/// operator), which the authorizer must let through.
-pub const REPLICATION_PRINCIPAL: &str = "User:ANONYMOUS";
+/// Broker env names of the internal credentials (inter-broker SASL, bootstrap users and the
+/// coordinator's digest ACLs).
+pub const ENV_INTER_BROKER_MECHANISM: &str = "RIVULET_INTER_BROKER_SASL_MECHANISM";
+pub const ENV_INTER_BROKER_USER: &str = "RIVULET_INTER_BROKER_SASL_USERNAME";
+pub const ENV_INTER_BROKER_PASSWORD_FILE: &str = "RIVULET_INTER_BROKER_SASL_PASSWORD_FILE";
+pub const ENV_BOOTSTRAP_USERS_FILE: &str = "RIVULET_BOOTSTRAP_SCRAM_USERS_FILE";
+pub const ENV_ZOOKEEPER_SET_ACL: &str = "RIVULET_ZOOKEEPER_SET_ACL";
+pub const ENV_DIGEST_USER: &str = "RIVULET_COORDINATOR_DIGEST_USERNAME";
+pub const ENV_DIGEST_PASSWORD_FILE: &str = "RIVULET_COORDINATOR_DIGEST_PASSWORD_FILE";
+
+/// Security protocol of the internal replication listener.
+pub fn replication_protocol(spec: &KafkaClusterSpec) -> &'static str {
+    match (internal::secured(spec), needs_tls(spec)) {
+        (false, _) => "PLAINTEXT",
+        (true, true) => "SASL_SSL",
+        (true, false) => "SASL_PLAINTEXT",
+    }
+}
 
 /// Whether any listener needs the broker certificate.
 pub fn needs_tls(spec: &KafkaClusterSpec) -> bool {
@@ -143,7 +163,7 @@ pub fn broker_env(kc: &KafkaCluster, ls: &[Listener]) -> Vec<Value> {
     let host = format!("$(POD_NAME).{headless}.{ns}.svc");
     let mut listeners = vec![format!("REPLICATION://0.0.0.0:{REPLICATION_PORT}")];
     let mut advertised = vec![format!("REPLICATION://{host}:{REPLICATION_PORT}")];
-    let mut map = vec!["REPLICATION:PLAINTEXT".to_string()];
+    let mut map = vec![format!("REPLICATION:{}", replication_protocol(&kc.spec))];
     for l in ls {
         let n = l.kafka_name();
         listeners.push(format!("{n}://0.0.0.0:{}", l.port));
@@ -166,21 +186,36 @@ pub fn broker_env(kc: &KafkaCluster, ls: &[Listener]) -> Vec<Value> {
         let auth = if mtls { "required" } else { "none" };
         env.push(json!({"name": "RIVULET_SSL_CLIENT_AUTH", "value": auth}));
     }
+    let secured = internal::secured(&kc.spec);
     let mut mechs = Vec::new();
     for (a, m) in [
         (ListenerAuthentication::ScramSha512, "SCRAM-SHA-512"),
         (ListenerAuthentication::Plain, "PLAIN"),
     ] {
-        if ls.iter().any(|l| l.authentication == a) {
+        // The replication listener needs SCRAM-SHA-512 (the setting is broker-wide).
+        let replication = secured && m == internal::REPLICATION_MECHANISM;
+        if replication || ls.iter().any(|l| l.authentication == a) {
             mechs.push(m);
         }
     }
     if !mechs.is_empty() {
         env.push(json!({"name": "RIVULET_SASL_ENABLED_MECHANISMS", "value": mechs.join(",")}));
     }
+    if secured {
+        let dir = internal::CREDENTIALS_DIR;
+        env.extend([
+            json!({"name": ENV_INTER_BROKER_MECHANISM, "value": internal::REPLICATION_MECHANISM}),
+            json!({"name": ENV_INTER_BROKER_USER, "value": internal::BROKER_USER}),
+            json!({"name": ENV_INTER_BROKER_PASSWORD_FILE, "value": format!("{dir}/{}", internal::KEY_BROKER)}),
+            json!({"name": ENV_BOOTSTRAP_USERS_FILE, "value": format!("{dir}/{}", internal::KEY_BOOTSTRAP_USERS)}),
+            json!({"name": ENV_ZOOKEEPER_SET_ACL, "value": "true"}),
+            json!({"name": ENV_DIGEST_USER, "value": internal::COORDINATOR_USER}),
+            json!({"name": ENV_DIGEST_PASSWORD_FILE, "value": format!("{dir}/{}", internal::KEY_COORDINATOR)}),
+        ]);
+    }
     if let Some(a) = &kc.spec.authorization {
-        let mut supers = vec![REPLICATION_PRINCIPAL.to_string()];
-        supers.extend(a.super_users.iter().map(|u| format!("User:{u}")));
+        // Authorization implies authentication (validate), so the internal users exist.
+        let supers = internal::super_users(&a.super_users);
         env.push(json!({"name": ENV_AUTHORIZER, "value": SIMPLE_AUTHORIZER}));
         env.push(json!({"name": ENV_SUPER_USERS, "value": supers.join(";")}));
         env.push(json!({"name": ENV_ALLOW_EVERYONE, "value": "false"}));
@@ -222,6 +257,7 @@ pub fn apply(kc: &KafkaCluster, objects: &mut [DesiredObject]) {
         .map(|i| broker_sts_name(&name, i))
         .collect();
     let tls = needs_tls(&kc.spec);
+    let secured = internal::secured(&kc.spec);
     for o in objects.iter_mut() {
         match o.kind {
             ObjKind::Service if services.contains(&o.name) => {
@@ -229,16 +265,33 @@ pub fn apply(kc: &KafkaCluster, objects: &mut [DesiredObject]) {
             }
             ObjKind::StatefulSet if zone_sets.contains(&o.name) => {
                 let pod = &mut o.value["spec"]["template"]["spec"];
+                let vols = pod["volumes"].as_array().cloned().unwrap_or_default();
+                let mut vols: Vec<Value> = vols
+                    .into_iter()
+                    .filter(|v| {
+                        v["name"] != TLS_VOLUME && v["name"] != internal::CREDENTIALS_VOLUME
+                    })
+                    .collect();
                 if tls {
-                    let vols = pod["volumes"].as_array().cloned().unwrap_or_default();
-                    let mut vols: Vec<Value> = vols
-                        .into_iter()
-                        .filter(|v| v["name"] != TLS_VOLUME)
-                        .collect();
                     vols.push(json!({"name": TLS_VOLUME, "secret": {
                         "secretName": broker_tls_secret(&name),
                         "defaultMode": 0o440,
                     }}));
+                }
+                if secured {
+                    // Only the keys the brokers read (the operator's password reaches them as
+                    // the bootstrap file).
+                    let items: Vec<Value> = internal::MOUNTED_KEYS
+                        .iter()
+                        .map(|k| json!({"key": k, "path": k}))
+                        .collect();
+                    vols.push(json!({"name": internal::CREDENTIALS_VOLUME, "secret": {
+                        "secretName": internal::credentials_secret(&name),
+                        "defaultMode": 0o440,
+                        "items": items,
+                    }}));
+                }
+                if !vols.is_empty() {
                     pod["volumes"] = json!(vols);
                 }
                 let Some(c) = pod["containers"]
@@ -261,16 +314,25 @@ pub fn apply(kc: &KafkaCluster, objects: &mut [DesiredObject]) {
                 env.extend(broker_env(kc, ls));
                 c["env"] = json!(env);
                 c["ports"] = json!(container_ports(ls));
+                let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+                let mut mounts: Vec<Value> = mounts
+                    .into_iter()
+                    .filter(|m| {
+                        m["name"] != TLS_VOLUME && m["name"] != internal::CREDENTIALS_VOLUME
+                    })
+                    .collect();
                 if tls {
-                    let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
-                    let mut mounts: Vec<Value> = mounts
-                        .into_iter()
-                        .filter(|m| m["name"] != TLS_VOLUME)
-                        .collect();
                     mounts
                         .push(json!({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": true}));
-                    c["volumeMounts"] = json!(mounts);
                 }
+                if secured {
+                    mounts.push(json!({
+                        "name": internal::CREDENTIALS_VOLUME,
+                        "mountPath": internal::CREDENTIALS_DIR,
+                        "readOnly": true,
+                    }));
+                }
+                c["volumeMounts"] = json!(mounts);
             }
             _ => continue,
         }

@@ -14,7 +14,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
-use rivulet_admin_client::AdminClient;
+use rivulet_admin_client::{AdminClient, ClientSecurity};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -22,7 +22,7 @@ use super::decide::{
     decide, default_horizon, fill_rate, to_quantity, utilization, BrokerInput, Decision,
     GrowReason, Hold, Policy, RefuseReason,
 };
-use crate::builders::{broker_headless_name, broker_sts_name, zone_first_id, KAFKA_PORT};
+use crate::builders::{broker_headless_name, broker_sts_name, zone_first_id};
 use crate::conditions::{get, set_condition};
 use crate::context::Ctx;
 use crate::crd::{AutoscalingMode, BrokerStatus, KafkaCluster, StorageAutoscaling};
@@ -56,9 +56,13 @@ impl Default for LogDirReader {
 
 impl LogDirReader {
     /// (total, usable) bytes summed over the broker's log dirs.
-    pub async fn read(&self, addr: &str) -> Result<(u64, u64), rivulet_admin_client::Error> {
+    pub async fn read(
+        &self,
+        addr: &str,
+        security: ClientSecurity,
+    ) -> Result<(u64, u64), rivulet_admin_client::Error> {
         let addr = self.hosts.get(addr).map(String::as_str).unwrap_or(addr);
-        let mut admin = AdminClient::connect(addr, self.timeout).await?;
+        let mut admin = AdminClient::connect_with(addr, self.timeout, security).await?;
         let dirs = admin.describe_own_log_dirs().await?;
         let total = dirs.iter().map(|d| d.total_bytes.max(0) as u64).sum();
         let usable = dirs.iter().map(|d| d.usable_bytes.max(0) as u64).sum();
@@ -337,10 +341,15 @@ pub async fn reconcile_storage(
             if pol.is_some() {
                 if measure {
                     let addr = format!(
-                        "{}-{id}.{headless}.{ns}.svc:{KAFKA_PORT}",
-                        broker_sts_name(&name, zi)
+                        "{}-{id}.{headless}.{ns}.svc:{}",
+                        broker_sts_name(&name, zi),
+                        crate::security::admin::admin_port(&kc.spec)
                     );
-                    match ctx.log_dirs.read(&addr).await {
+                    let read = match crate::security::admin::security_for(&ctx.client, kc).await {
+                        Ok(sec) => ctx.log_dirs.read(&addr, sec).await,
+                        Err(e) => Err(e),
+                    };
+                    match read {
                         Ok((t, usable)) if t > 0 => {
                             used = Some(t.saturating_sub(usable));
                             total = Some(t);

@@ -63,6 +63,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// Starts a standalone rivulet-broker on loopback; `None` (with a message) when not built.
 pub fn start_broker(data: &std::path::Path) -> Option<(Proc, SocketAddr)> {
+    start_broker_with(data, None)
+}
+
+/// A standalone broker as a secured cluster's replication listener is: one SASL_PLAINTEXT
+/// listener (SCRAM-SHA-512) with the operator's user bootstrapped from a users file.
+pub fn start_secured_broker(
+    data: &std::path::Path,
+    operator_password: &str,
+) -> Option<(Proc, SocketAddr)> {
+    start_broker_with(data, Some(operator_password))
+}
+
+fn start_broker_with(
+    data: &std::path::Path,
+    operator_password: Option<&str>,
+) -> Option<(Proc, SocketAddr)> {
     let Some(bin) = find_binary("rivulet-broker") else {
         eprintln!("SKIPPED: rivulet-broker is not built (cargo build --release -p rivulet-broker)");
         return None;
@@ -70,19 +86,32 @@ pub fn start_broker(data: &std::path::Path) -> Option<(Proc, SocketAddr)> {
     let port = free_port();
     let admin = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let child = Command::new(bin)
-        .args([
-            "--broker-id",
-            "0",
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--broker-id",
+        "0",
+        "--admin-addr",
+        &format!("127.0.0.1:{admin}"),
+        "--data-dir",
+        &data.display().to_string(),
+    ]);
+    match operator_password {
+        None => cmd.args([
             "--listen-addr",
             &addr.to_string(),
             "--advertised-addr",
             &addr.to_string(),
-            "--admin-addr",
-            &format!("127.0.0.1:{admin}"),
-            "--data-dir",
-            &data.display().to_string(),
-        ])
+        ]),
+        Some(pw) => {
+            std::fs::create_dir_all(data).expect("data dir");
+            let users = data.join("bootstrap-users");
+            std::fs::write(&users, format!("rivulet-operator={pw}\n")).expect("users file");
+            cmd.args(["--listeners", &format!("SASL_PLAINTEXT://{addr}")])
+                .arg("--bootstrap-scram-users-file")
+                .arg(&users)
+        }
+    };
+    let child = cmd
         .env("RIVULET_LOG_LEVEL", "warn")
         .spawn()
         .expect("spawn rivulet-broker");
