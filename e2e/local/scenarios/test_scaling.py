@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -89,6 +90,7 @@ class Watch:
         self.offline: list[tuple[float, tuple[str, int]]] = []
         self.hosted_after_shrink: list[tuple[float, tuple[str, int], list[int]]] = []
         self.samples = 0
+        self.first_shrink: float | None = None
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -96,6 +98,8 @@ class Watch:
         while not self._stop.is_set():
             try:
                 shrunk = any(r <= self.keep for r in sts_replicas(self.ns, self.name))
+                if shrunk and self.first_shrink is None:
+                    self.first_shrink = time.time()
                 for key, (leader, replicas, _isr) in placement(self.admin).items():
                     if key[0].startswith("__"):
                         continue
@@ -115,6 +119,47 @@ class Watch:
 
     def __exit__(self, *exc):
         self._stop.set()
+        self._t.join(10)
+
+
+class StatusWatch:
+    """Every version of the KafkaCluster's status.scaling, from a `kubectl get -w` watch, with the
+    time it arrived. A phase can last less than a poll interval (a small drain finishes in a
+    couple of seconds, and the status write itself wakes the next reconcile), so polling alone
+    can miss it; the watch sees every update."""
+
+    def __init__(self, ns: str, name: str):
+        self.seen: list[tuple[float, dict | None]] = []
+        self._p = subprocess.Popen(["kubectl", "get", "kafkacluster", name, "-n", ns, "-w", "-o", "json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        decoder, buf = json.JSONDecoder(), ""
+        for line in self._p.stdout:
+            buf += line
+            while buf.strip():
+                try:
+                    obj, end = decoder.raw_decode(buf.lstrip())
+                except ValueError:
+                    break  # an object spans more lines
+                buf = buf.lstrip()[end:]
+                self.seen.append((time.time(), obj.get("status", {}).get("scaling")))
+
+    def first(self, phase: str) -> tuple[float, dict] | None:
+        return next(((t, s) for t, s in self.seen if s and s.get("phase") == phase), None)
+
+    def phases(self) -> list[str | None]:
+        out: list[str | None] = []
+        for _, s in self.seen:
+            p = s and s.get("phase")
+            if not out or out[-1] != p:
+                out.append(p)
+        return out
+
+    def stop(self):
+        self._p.kill()
         self._t.join(10)
 
 
@@ -151,19 +196,28 @@ def test_scale_in_drains_first_and_refuses_the_impossible(ns):
         # Possible now: the drain runs and shrinks only when the leaving brokers are empty.
         before = placement(admin)
         moved = [k for k, (_, reps, _) in before.items() if not k[0].startswith("__") and set(reps) & leaving]
+        status = StatusWatch(ns, name)  # before the delete, so no status version is missed
         admin.delete_topics(["wide"], request_timeout=30)["wide"].result(40)
         lat_from = len(load.latencies)
         t0 = time.time()
-        with Watch(ns, name, bootstrap, leaving, keep=1) as watch:
-            draining = wait_for("scaling Draining", lambda: (s := scaling(ns, name)) and s.get("phase") == "Draining" and s,
-                                timeout=180, every=1)
-            assert sorted(draining["brokers"]) == sorted(leaving), draining
-            assert sts_replicas(ns, name) == [2, 2, 2], "the StatefulSets keep their brokers while draining"
-            wait_for("StatefulSets at 1", lambda: sts_replicas(ns, name) == [1, 1, 1], timeout=900, every=1)
-            took = time.time() - t0
-            wait_for("leaving pods gone", lambda: all(
-                not kubectl("get", "pod", f"{name}-broker-z{z}-{z * 1000 + 1}", "-n", ns, "--ignore-not-found", "-o", "name").strip()
-                for z in range(len(ZONES))), timeout=300)
+        try:
+            with Watch(ns, name, bootstrap, leaving, keep=1) as watch:
+                try:
+                    draining = wait_for("scaling Draining", lambda: status.first("Draining"), timeout=180, every=1)
+                except AssertionError as e:
+                    raise AssertionError(f"{e}; status.scaling phases seen: {status.phases()}, "
+                                         f"now: {scaling(ns, name)}, sts: {sts_replicas(ns, name)}") from None
+                wait_for("StatefulSets at 1", lambda: sts_replicas(ns, name) == [1, 1, 1], timeout=900, every=1)
+                took = time.time() - t0
+                wait_for("leaving pods gone", lambda: all(
+                    not kubectl("get", "pod", f"{name}-broker-z{z}-{z * 1000 + 1}", "-n", ns, "--ignore-not-found", "-o", "name").strip()
+                    for z in range(len(ZONES))), timeout=300)
+        finally:
+            status.stop()
+        at, draining = draining
+        assert sorted(draining["brokers"]) == sorted(leaving), draining
+        assert watch.first_shrink is None or at < watch.first_shrink, \
+            f"the StatefulSets shrank before the drain was reported: {status.phases()}"
         lat_to = len(load.latencies)
         load.wait_acks(2000, 120, "after the drain")
     finally:
@@ -201,11 +255,14 @@ def test_scale_out_rebalances_when_asked(ns):
         load.wait_acks(2000, 120, "before the scale-out")
         lat_from = len(load.latencies)
         t0 = time.time()
-        apply(ns, manifest(name, per_zone=2, rebalance=True))
-        wait_for("scaling Rebalancing", lambda: (s := scaling(ns, name)) and s.get("phase") == "Rebalancing",
-                 timeout=180, every=1)
-        wait_for("rebalance finished", lambda: scaling(ns, name) is None and events(ns, "RebalanceFinished"),
-                 timeout=900, every=2)
+        status = StatusWatch(ns, name)
+        try:
+            apply(ns, manifest(name, per_zone=2, rebalance=True))
+            wait_for("scaling Rebalancing", lambda: status.first("Rebalancing"), timeout=180, every=1)
+            wait_for("rebalance finished", lambda: scaling(ns, name) is None and events(ns, "RebalanceFinished"),
+                     timeout=900, every=2)
+        finally:
+            status.stop()
         took = time.time() - t0
         lat_to = len(load.latencies)
         load.wait_acks(2000, 120, "after the rebalance")

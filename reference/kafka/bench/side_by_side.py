@@ -180,7 +180,7 @@ def java_perf_case(system: str, bootstrap: str, pids: list[int], size: int, part
 
 
 def latency_case(system: str, bootstrap: str, lg: str, acks: str, rate: int, secs: int, rf: int, tag: str) -> dict:
-    topic = f"lat-{tag}-{acks.replace('-', 'm')}"
+    topic = f"lat-{tag}-{acks.replace('-', 'm')}-{rate}"
     create_topic(bootstrap, topic, 1, rf)
     args = ["latency", "--topic", topic, "--rate", str(rate), "--size", "100", "--acks", acks]
     # The first run on a new topic (new producer and consumer, first fetches of the partition) is
@@ -278,9 +278,9 @@ def plots(res: dict, outdir: Path) -> list[Path]:
     p = outdir / "bench-kafka-throughput.png"
     fig.savefig(p, dpi=90)
     made.append(p)
-    fig, ax = plt.subplots(figsize=(8, 4))
     lat = res["latency"]
-    names = [f"{r['system']} RF{r['rf']} acks={r['acks']}" for r in lat]
+    fig, ax = plt.subplots(figsize=(max(8, len(lat) * 0.9), 4))
+    names = [f"{r['system']} RF{r['rf']} acks={r['acks']} {r.get('rate', '?')}/s" for r in lat]
     for j, (k, lbl) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))):
         ax.bar([x + j * 0.27 for x in range(len(lat))], [r[k] for r in lat], width=0.27, label=lbl)
     ax.set_xticks([x + 0.27 for x in range(len(lat))])
@@ -307,7 +307,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
     ap.add_argument("--mib-per-run", type=int, default=int(os.environ.get("BENCH_MIB_PER_RUN", "200")))
-    ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--rates", default="1000,5000",
+                    help="fixed rates (msg/s) of the standalone latency cells, comma-separated: a rate both "
+                         "systems keep up with, and one that loads them")
     ap.add_argument("--latency-secs", type=int, default=10)
     ap.add_argument("--warmup-mib", type=int, default=50, help="discarded produce+consume per system first")
     ap.add_argument("--warmup-secs", type=int, default=5, help="discarded fixed-rate latency run per system first")
@@ -324,6 +326,12 @@ def main() -> int:
             print(f"plot: {p}")
         return 0
     cells = {c.strip() for c in a.cells.split(",") if c.strip()}
+    try:
+        rates = [int(x) for x in a.rates.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--rates takes comma-separated integers, not {a.rates!r}")
+    if not rates or min(rates) <= 0:
+        ap.error("--rates needs at least one rate above 0")
     if unknown := cells - set(CELLS):
         ap.error(f"unknown cells {sorted(unknown)}; choose from {','.join(CELLS)}")
     if a.quick:
@@ -362,9 +370,10 @@ def main() -> int:
             for system, srv in (("rivulet", r), ("kafka", k)):
                 res["throughput"].append(java_perf_case(system, srv.bootstrap, [srv.pid], 1024, 6, "all", 1, 200_000, "s"))
         if "latency" in cells:
-            for acks in ("1", "-1"):
-                for system, srv in (("rivulet", r), ("kafka", k)):
-                    res["latency"].append(latency_case(system, srv.bootstrap, lg, acks, a.rate, a.latency_secs, 1, "s"))
+            for rate in rates:
+                for acks in ("1", "-1"):
+                    for system, srv in (("rivulet", r), ("kafka", k)):
+                        res["latency"].append(latency_case(system, srv.bootstrap, lg, acks, rate, a.latency_secs, 1, "s"))
         if "e2e-tool" in cells:
             for system, srv in (("rivulet", r), ("kafka", k)):
                 res["e2e_tool"].append(e2e_tool_case(system, srv.bootstrap, "all", 5000, 1, "s"))
