@@ -61,6 +61,12 @@ pub struct BrokerConfig {
     #[arg(long, env = "RIVULET_SSL_CLIENT_AUTH", default_value = "none", value_parser = ["none", "requested", "required"])]
     pub ssl_client_auth: String,
 
+    /// Client certificates per listener, overriding --ssl-client-auth (Kafka's
+    /// `listener.name.<listener>.ssl.client.auth`): `LISTENER:mode,...`, e.g.
+    /// `MTLS:required,CLIENTS:none`. SASL_SSL listeners default to none.
+    #[arg(long, env = "RIVULET_LISTENER_SSL_CLIENT_AUTH", default_value = "")]
+    pub listener_ssl_client_auth: String,
+
     /// How often the TLS files are checked for changes.
     #[arg(long, env = "RIVULET_SSL_RELOAD_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
     pub ssl_reload_interval_ms: u64,

@@ -1,6 +1,7 @@
 //! `rivulet-broker`: settings from flags/env, then the Kafka listener, the admin HTTP port and
 //! the background schedulers; SIGTERM/SIGINT stop it gracefully.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,7 +115,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         security::parse_mechanisms(&config.sasl_enabled_mechanisms)
             .map_err(|e| anyhow::anyhow!("--sasl-enabled-mechanisms: {e}"))?,
     );
-    let (ssl_ctx, sasl_ssl_ctx) = tls_contexts(&config, &listeners)?;
+    let tls_ctxs = tls_contexts(&config, &listeners)?;
     let authorizer = config.authorizer_config()?;
     // Only cluster mode has other brokers to connect to.
     let inter_broker = match &config.coordinator {
@@ -217,11 +218,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let ctx = ListenerCtx {
             name: Arc::from(l.name.as_str()),
             protocol: l.protocol,
-            tls: match l.protocol {
-                SecurityProtocol::Ssl => ssl_ctx.clone(),
-                SecurityProtocol::SaslSsl => sasl_ssl_ctx.clone(),
-                _ => None,
-            },
+            tls: tls_ctxs.get(&l.name).cloned(),
             mechanisms: mechanisms.clone(),
             credentials: credentials.clone(),
             failed_auth_delay: Duration::from_millis(
@@ -263,7 +260,13 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     background::spawn(broker.clone(), stop_rx.clone());
     rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
-    for tls in ssl_ctx.iter().chain(sasl_ssl_ctx.iter()) {
+    // One reloader per distinct context (listeners with the same mode share one).
+    let mut reloading: Vec<&Arc<tls::TlsContext>> = Vec::new();
+    for tls in tls_ctxs.values() {
+        if reloading.iter().any(|r| Arc::ptr_eq(r, tls)) {
+            continue;
+        }
+        reloading.push(tls);
         tls.spawn_reloader(
             Duration::from_millis(config.ssl_reload_interval_ms),
             stop_rx.clone(),
@@ -349,29 +352,47 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// TLS contexts of the SSL listeners (with --ssl-client-auth) and of the SASL_SSL listeners
-/// (where, as in Kafka, SASL authenticates the client and no certificate is asked for).
-type TlsContexts = (Option<Arc<tls::TlsContext>>, Option<Arc<tls::TlsContext>>);
+/// The TLS context of each SSL and SASL_SSL listener, by name: listeners with the same
+/// client-certificate mode share one (--ssl-client-auth for SSL listeners, none for SASL_SSL
+/// ones where SASL authenticates the client, as in Kafka; --listener-ssl-client-auth overrides
+/// either per listener).
+type TlsContexts = BTreeMap<String, Arc<tls::TlsContext>>;
 
 fn tls_contexts(config: &BrokerConfig, listeners: &Listeners) -> anyhow::Result<TlsContexts> {
-    let has = |p| listeners.all.iter().any(|l| l.protocol == p);
-    let ssl = match has(SecurityProtocol::Ssl) {
-        true => Some(tls_context(config, &config.ssl_client_auth)?),
-        false => None,
-    };
-    let sasl_ssl = match has(SecurityProtocol::SaslSsl) {
-        true => Some(tls_context(config, "none")?),
-        false => None,
-    };
-    Ok((ssl, sasl_ssl))
+    let tls_listeners: Vec<(&str, bool)> = listeners
+        .all
+        .iter()
+        .filter(|l| l.protocol.uses_tls())
+        .map(|l| (l.name.as_str(), l.protocol == SecurityProtocol::SaslSsl))
+        .collect();
+    let default = tls::ClientAuth::parse(&config.ssl_client_auth)
+        .ok_or_else(|| anyhow::anyhow!("--ssl-client-auth {:?}", config.ssl_client_auth))?;
+    let modes =
+        tls::client_auth_per_listener(&tls_listeners, default, &config.listener_ssl_client_auth)
+            .map_err(|e| anyhow::anyhow!("--listener-ssl-client-auth: {e}"))?;
+    let mut by_mode: Vec<(tls::ClientAuth, Arc<tls::TlsContext>)> = Vec::new();
+    let mut out = BTreeMap::new();
+    for (name, mode) in modes {
+        let ctx = match by_mode.iter().find(|(m, _)| *m == mode) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = tls_context(config, mode)?;
+                by_mode.push((mode, c.clone()));
+                c
+            }
+        };
+        out.insert(name, ctx);
+    }
+    Ok(out)
 }
 
-fn tls_context(config: &BrokerConfig, client_auth: &str) -> anyhow::Result<Arc<tls::TlsContext>> {
+fn tls_context(
+    config: &BrokerConfig,
+    client_auth: tls::ClientAuth,
+) -> anyhow::Result<Arc<tls::TlsContext>> {
     let (Some(cert), Some(key)) = (&config.ssl_cert_file, &config.ssl_key_file) else {
         bail!("an SSL or SASL_SSL listener needs --ssl-cert-file and --ssl-key-file");
     };
-    let client_auth = tls::ClientAuth::parse(client_auth)
-        .ok_or_else(|| anyhow::anyhow!("--ssl-client-auth {client_auth:?}"))?;
     let ctx = tls::TlsContext::new(tls::TlsFiles {
         cert: cert.clone(),
         key: key.clone(),

@@ -121,8 +121,9 @@ pub struct KafkaClusterSpec {
     pub image: ImageSpec,
 
     /// Client listeners of every broker. Absent: one PLAINTEXT listener on 9092 (no TLS, no
-    /// authentication). Present: these listeners plus an internal PLAINTEXT `replication`
-    /// listener on 9091 for inter-broker traffic and the operator.
+    /// authentication). Present: these listeners plus an internal `replication` listener on 9091
+    /// for inter-broker traffic and the operator: PLAINTEXT, or SCRAM-SHA-512 (over TLS when a
+    /// listener has `tls: true`) once any listener authenticates or `authorization` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 8))]
     #[schemars(extend("x-kubernetes-validations" = [

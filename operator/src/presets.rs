@@ -294,6 +294,10 @@ pub const BROKER_SETTINGS_NOT_IN_CONFIG: &[(&str, &str)] = &[
         "listener security is the operator's",
     ),
     (
+        "RIVULET_LISTENER_SSL_CLIENT_AUTH",
+        "listener security is the operator's",
+    ),
+    (
         "RIVULET_SSL_RELOAD_INTERVAL_MS",
         "TLS material is mounted by the operator",
     ),

@@ -83,6 +83,10 @@ fn listeners_become_broker_flags_ports_and_the_certificate_mount() {
     );
     assert_eq!(get(&env, "RIVULET_SSL_CLIENT_AUTH"), Some("none"));
     assert_eq!(
+        get(&env, "RIVULET_LISTENER_SSL_CLIENT_AUTH"),
+        Some("TLS:none")
+    );
+    assert_eq!(
         get(&env, "RIVULET_SUPER_USERS"),
         Some("User:rivulet-broker;User:rivulet-operator;User:admin")
     );
@@ -214,13 +218,19 @@ fn listeners_become_broker_flags_ports_and_the_certificate_mount() {
 }
 
 #[test]
-fn mutual_tls_requires_client_certificates() {
+fn mutual_tls_requires_client_certificates_on_its_listener_only() {
     let mut kc = fixtures::three_zone_cluster();
     kc.spec.listeners = Some(
-        serde_json::from_value(
-            json!([{"name": "mtls", "port": 9093, "tls": true, "authentication": "tls"}]),
-        )
+        serde_json::from_value(json!([
+            {"name": "mtls", "port": 9093, "tls": true, "authentication": "tls"},
+            {"name": "tls", "port": 9094, "tls": true},
+        ]))
         .expect("listeners"),
+    );
+    assert_eq!(
+        validate(&kc.spec),
+        Vec::<String>::new(),
+        "a certificate listener and a TLS-only listener run side by side"
     );
     let built = build_cluster(&kc);
     let sts = built
@@ -229,7 +239,11 @@ fn mutual_tls_requires_client_certificates() {
         .find(|o| o.name == "demo-broker-z0")
         .expect("zone 0");
     let env = env_of(&sts.value);
-    assert_eq!(get(&env, "RIVULET_SSL_CLIENT_AUTH"), Some("required"));
+    assert_eq!(get(&env, "RIVULET_SSL_CLIENT_AUTH"), Some("none"));
+    assert_eq!(
+        get(&env, "RIVULET_LISTENER_SSL_CLIENT_AUTH"),
+        Some("MTLS:required,TLS:none")
+    );
     // Clients use certificates; the replication listener still needs SCRAM-SHA-512.
     assert_eq!(
         get(&env, "RIVULET_SASL_ENABLED_MECHANISMS"),
@@ -355,12 +369,6 @@ fn listener_problems_are_named() {
             json!([{"name": "a", "port": 9093, "authentication": "tls"}]),
             None,
             "needs tls: true",
-        ),
-        (
-            json!([{"name": "a", "port": 9093, "tls": true, "authentication": "tls"},
-                   {"name": "b", "port": 9094, "tls": true}]),
-            None,
-            "client certificates are required",
         ),
         (
             json!([{"name": "a", "port": 9093}]),

@@ -3,6 +3,7 @@
 //! `ssl.client.auth` = required | requested | none). The files are re-read when they change, so
 //! a renewed certificate is served to new connections without a restart.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -29,6 +30,56 @@ impl ClientAuth {
             _ => None,
         }
     }
+}
+
+/// The client-certificate mode of each TLS listener: `overrides` (Kafka's
+/// `listener.name.<listener>.ssl.client.auth`, given as `NAME:mode,...`) where it names the
+/// listener, else `ssl_default` for SSL listeners and `none` for SASL_SSL ones (SASL
+/// authenticates those clients, as in Kafka). `tls_listeners` are (name, is SASL_SSL).
+pub fn client_auth_per_listener(
+    tls_listeners: &[(&str, bool)],
+    ssl_default: ClientAuth,
+    overrides: &str,
+) -> Result<BTreeMap<String, ClientAuth>, TlsError> {
+    let mut given = BTreeMap::new();
+    for item in overrides
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (name, mode) = item
+            .split_once(':')
+            .ok_or_else(|| TlsError(format!("{item:?} is not LISTENER:none|requested|required")))?;
+        let name = name.trim().to_ascii_uppercase();
+        let mode = ClientAuth::parse(mode).ok_or_else(|| {
+            TlsError(format!(
+                "{item:?}: the mode must be none, requested or required"
+            ))
+        })?;
+        if !tls_listeners
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            return Err(TlsError(format!(
+                "{item:?}: {name} is not an SSL or SASL_SSL listener"
+            )));
+        }
+        if given.insert(name.clone(), mode).is_some() {
+            return Err(TlsError(format!("{name} is given twice")));
+        }
+    }
+    Ok(tls_listeners
+        .iter()
+        .map(|(name, sasl)| {
+            let upper = name.to_ascii_uppercase();
+            let mode = given.get(&upper).copied().unwrap_or(if *sasl {
+                ClientAuth::None
+            } else {
+                ssl_default
+            });
+            (name.to_string(), mode)
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone)]
@@ -177,5 +228,55 @@ impl TlsContext {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LS: &[(&str, bool)] = &[("CLIENTS", false), ("MTLS", false), ("SCRAM", true)];
+
+    fn modes(default: ClientAuth, overrides: &str) -> Result<Vec<(String, ClientAuth)>, String> {
+        client_auth_per_listener(LS, default, overrides)
+            .map(|m| m.into_iter().collect())
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn listeners_take_the_default_unless_named() {
+        use ClientAuth::*;
+        let table: &[(ClientAuth, &str, [ClientAuth; 3])] = &[
+            (None, "", [None, None, None]),
+            (Required, "", [Required, Required, None]),
+            (None, "MTLS:required", [None, Required, None]),
+            (Required, "clients:none", [None, Required, None]),
+            (
+                None,
+                " mtls : required , scram:requested ",
+                [None, Required, Requested],
+            ),
+        ];
+        for (default, overrides, want) in table {
+            let got: Vec<ClientAuth> = modes(*default, overrides)
+                .unwrap()
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect();
+            assert_eq!(got, want.to_vec(), "{default:?} {overrides:?}");
+        }
+    }
+
+    #[test]
+    fn bad_overrides_are_refused_with_the_reason() {
+        for (overrides, says) in [
+            ("MTLS", "not LISTENER:"),
+            ("MTLS:sometimes", "none, requested or required"),
+            ("PLAINTEXT:required", "not an SSL or SASL_SSL listener"),
+            ("MTLS:required,mtls:none", "given twice"),
+        ] {
+            let e = modes(ClientAuth::None, overrides).unwrap_err();
+            assert!(e.contains(says), "{overrides:?}: {e}");
+        }
     }
 }

@@ -69,10 +69,16 @@ def secure(tmp_path_factory, pki):
     from harness import Broker
     d = tmp_path_factory.mktemp("secure-broker")
     b = Broker(d / "data", d / "broker.log", num_partitions=1)
-    ports = {"PLAINTEXT": b.port, "SASL_SSL": free_port(), "SSL": free_port(), "SASL_PLAINTEXT": free_port()}
+    ports = {"PLAINTEXT": b.port, "SASL_SSL": free_port(), "SSL": free_port(), "SASL_PLAINTEXT": free_port(),
+             "TLS_ONLY": free_port()}
     listeners = ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items())
     b.flags.update({
         "listeners": listeners,
+        "listener-security-protocol-map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,"
+                                          "SASL_PLAINTEXT:SASL_PLAINTEXT,TLS_ONLY:SSL",
+        # ssl.client.auth=required broker-wide, but not on TLS_ONLY (Kafka's
+        # listener.name.tls_only.ssl.client.auth=none).
+        "listener-ssl-client-auth": "TLS_ONLY:none",
         "inter-broker-listener-name": "PLAINTEXT",
         "ssl-cert-file": str(pki / "broker.pem"),
         "ssl-key-file": str(pki / "broker.key"),
@@ -237,6 +243,24 @@ def test_mutual_tls_principal_is_the_certificate_subject(secure):
     for extra in [{}, {"ssl.certificate.location": str(secure.pki / "mallory.pem"), "ssl.key.location": str(secure.pki / "mallory.key")}]:
         c = {"bootstrap.servers": secure.addr("SSL"), "security.protocol": "ssl", "ssl.ca.location": str(secure.pki / "ca.pem"), **extra}
         assert auth_error(c)
+
+
+def test_client_certificates_are_asked_for_per_listener(secure):
+    """--ssl-client-auth required covers the SSL listener; --listener-ssl-client-auth TLS_ONLY:none
+    lets a client without a certificate in on the other SSL listener, encrypted, as
+    User:ANONYMOUS; the SSL listener still refuses it."""
+    no_cert = {"security.protocol": "ssl", "ssl.ca.location": str(secure.pki / "ca.pem")}
+    round_trip({"bootstrap.servers": secure.addr("TLS_ONLY"), **no_cert}, n=3)
+    assert auth_error({"bootstrap.servers": secure.addr("SSL"), **no_cert})
+
+
+def test_a_client_auth_override_for_an_unknown_listener_is_refused_at_start(tmp_path):
+    from harness import Broker
+    b = Broker(tmp_path / "data", tmp_path / "broker.log")
+    b.flags.update({"listeners": f"PLAINTEXT://127.0.0.1:{b.port}", "listener-ssl-client-auth": "PLAINTEXT:required"})
+    r = subprocess.run(b.argv(), capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "PLAINTEXT is not an SSL or SASL_SSL listener" in r.stderr + r.stdout, r.stderr
 
 
 def served_subject(s: SecureBroker) -> str:

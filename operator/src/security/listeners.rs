@@ -125,20 +125,6 @@ pub fn validate(spec: &KafkaClusterSpec) -> Vec<String> {
             ));
         }
     }
-    // The broker's client-certificate setting covers all its SSL listeners.
-    let mtls = ls
-        .iter()
-        .any(|l| l.authentication == ListenerAuthentication::Tls);
-    let plain_ssl = ls
-        .iter()
-        .find(|l| l.tls && l.authentication == ListenerAuthentication::None);
-    if let (true, Some(l)) = (mtls, plain_ssl) {
-        errs.push(format!(
-            "spec.listeners: listener {:?} (tls, authentication none) can't run beside a listener \
-             with authentication tls: client certificates are required on every SSL listener",
-            l.name
-        ));
-    }
     if let Some(a) = &spec.authorization {
         for (i, u) in a.super_users.iter().enumerate() {
             if u.is_empty() || u.contains(';') {
@@ -180,11 +166,23 @@ pub fn broker_env(kc: &KafkaCluster, ls: &[Listener]) -> Vec<Value> {
         env.push(json!({"name": "RIVULET_SSL_CERT_FILE", "value": format!("{TLS_DIR}/tls.crt")}));
         env.push(json!({"name": "RIVULET_SSL_KEY_FILE", "value": format!("{TLS_DIR}/tls.key")}));
         env.push(json!({"name": "RIVULET_SSL_CA_FILE", "value": format!("{TLS_DIR}/ca.crt")}));
-        let mtls = ls
+        // Client certificates per listener (Kafka's listener.name.<l>.ssl.client.auth): only
+        // the `authentication: tls` listeners ask for them.
+        let per_listener: Vec<String> = ls
             .iter()
-            .any(|l| l.authentication == ListenerAuthentication::Tls);
-        let auth = if mtls { "required" } else { "none" };
-        env.push(json!({"name": "RIVULET_SSL_CLIENT_AUTH", "value": auth}));
+            .filter(|l| l.tls)
+            .map(|l| {
+                let mode = match l.authentication {
+                    ListenerAuthentication::Tls => "required",
+                    _ => "none",
+                };
+                format!("{}:{mode}", l.kafka_name())
+            })
+            .collect();
+        env.push(json!({"name": "RIVULET_SSL_CLIENT_AUTH", "value": "none"}));
+        env.push(
+            json!({"name": "RIVULET_LISTENER_SSL_CLIENT_AUTH", "value": per_listener.join(",")}),
+        );
     }
     let secured = internal::secured(&kc.spec);
     let mut mechs = Vec::new();
