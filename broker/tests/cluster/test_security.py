@@ -108,7 +108,7 @@ def _pki(d: Path, hosts: list[str]) -> Path:
     return d
 
 
-def secure_cluster(cluster_factory, tmp_path, coordinator):
+def secure_cluster(cluster_factory, tmp_path, coordinator, **flags):
     c = cluster_factory(coordinator=coordinator, start=False)
     pki = _pki(tmp_path, sorted({b.host for b in c.brokers}))
     (tmp_path / "users").write_text("".join(f"{u}={p}\n" for u, p in PASSWORDS.items() if u != "broker"))
@@ -133,6 +133,7 @@ def secure_cluster(cluster_factory, tmp_path, coordinator):
             "coordinator-digest-username": DIGEST.split(":")[0],
             "coordinator-digest-password-file": str(tmp_path / "digest-pw"),
             "connection-failed-authentication-delay-ms": "10",
+            **flags,
         })
     c.start()
     c.ca = str(pki / "ca.pem")
@@ -207,3 +208,75 @@ def test_sasl_ssl_inter_broker_replication_acls_and_znode_acls(cluster_factory, 
         assert b"SCRAM-SHA-512" in creds and b"alice-pw" not in creds
     finally:
         broker.stop()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".new")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _serves_a_leaf_of(broker, ca_file: str) -> bool:
+    """Whether the broker's SASL_SSL listener presents a certificate that `ca_file` alone trusts."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.check_hostname = False
+    try:
+        with socket.create_connection((broker.host, broker.sasl_port), timeout=3) as s:
+            with ctx.wrap_socket(s):
+                return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_cluster_ca_renewal_reaches_listeners_and_replication_without_restarts(cluster_factory, tmp_path):
+    """The renewal the operator runs (docs/security.md, ca_rotation.rs), done by hand on the files
+    the brokers read: (1) the new CA joins the trusted bundle, (2) the broker certificate is
+    reissued by the new CA, (3) the old CA leaves the bundle. No broker is restarted for it.
+    After (2), a topic created then replicates with acks=all and min.insync.replicas=3: every
+    follower opens new SASL_SSL connections to leaders that present the new CA's certificate,
+    which only works if the running brokers' replica fetchers reloaded the bundle that
+    trusts it. After (3), a restarted broker (trusting only the new CA) rejoins every ISR."""
+    c = secure_cluster(cluster_factory, tmp_path, "rivulet", **{"ssl-reload-interval-ms": "200"})
+    pki = tmp_path
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Rivulet renewed CA",
+             "-keyout", "ca2.key", "-out", "ca2.pem", cwd=pki)
+    old_ca, new_ca = (pki / "ca.pem").read_text(), (pki / "ca2.pem").read_text()
+    assert all(_serves_a_leaf_of(b, str(pki / "ca.pem")) for b in c.brokers)
+    assert not any(_serves_a_leaf_of(b, str(pki / "ca2.pem")) for b in c.brokers)
+
+    # (1) trust both, (2) reissue the broker certificate (same key) from the new CA.
+    _write_atomically(pki / "ca.pem", old_ca + new_ca)
+    time.sleep(1.5)
+    _openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca2.pem", "-CAkey", "ca2.key", "-CAcreateserial",
+             "-days", "2", "-out", "broker2.pem", "-extfile", "broker.ext", cwd=pki)
+    _write_atomically(pki / "broker.pem", (pki / "broker2.pem").read_text())
+    assert wait_all(c.brokers, lambda b: _serves_a_leaf_of(b, str(pki / "ca2.pem"))) == [], \
+        "every listener serves the new CA's certificate without a restart"
+
+    topic = f"renew-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "3"})])[topic].result(timeout=30)
+    c.wait_full_isr(topic)
+
+    def produce_all(n: int) -> list:
+        errors = []
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "message.timeout.ms": 20000})
+        for i in range(n):
+            p.produce(topic, f"m{i}".encode(), partition=i % 3, on_delivery=lambda e, m: errors.append(e))
+        assert p.flush(30) == 0
+        return errors
+
+    assert produce_all(30) == [None] * 30
+
+    # (3) drop the old CA; a restarted broker trusts the new one only and catches up.
+    _write_atomically(pki / "ca.pem", new_ca)
+    time.sleep(1.5)
+    c.brokers[0].term()
+    c.brokers[0].restart()
+    c.wait_full_isr(topic, timeout=60)
+    assert produce_all(30) == [None] * 30
+    for part in range(3):
+        assert c.watermarks(topic, part)[1] == 20
