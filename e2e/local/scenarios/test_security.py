@@ -267,3 +267,88 @@ def test_replication_and_coordinator_are_authenticated(ns, tmp_path):
     finally:
         zk.stop()
         zk.close()
+
+
+def produce_mtls(bootstrap, files, topic, timeout=20.0):
+    """Produces one record over SSL with a client certificate; None on success, else the error."""
+    errors = []
+    p = Producer({
+        "bootstrap.servers": bootstrap, "security.protocol": "SSL",
+        "ssl.ca.location": files["ca.crt"], "ssl.certificate.location": files["user.crt"],
+        "ssl.key.location": files["user.key"], "message.timeout.ms": int(timeout * 1000),
+        "error_cb": lambda e: errors.append(str(e)),
+    })
+    result = {}
+    p.produce(topic, b"hello", callback=lambda err, msg: result.setdefault("err", err))
+    deadline = time.time() + timeout + 5
+    while "err" not in result and time.time() < deadline:
+        p.poll(0.5)
+    p.flush(1)
+    if "err" in result and result["err"] is None:
+        return None
+    return str(result.get("err")) + " " + "; ".join(errors)
+
+
+def test_a_tls_kafkauser_produces_with_its_certificate_and_follows_its_acls(ns, tmp_path):
+    """A KafkaUser with `authentication: tls` gets a client certificate (CN=<user>, from the
+    cluster CA) in its Secret and produces over a mutual-TLS listener as User:CN=<user>, only where
+    its ACLs allow; an ACL added to the KafkaUser reaches the brokers; once the KafkaUser is
+    deleted its ACLs are gone (the certificate still passes the TLS handshake — there is no
+    revocation — so a refused produce here can only come from the authorizer)."""
+    mtls_port = 9094
+    spec = {
+        "zones": ["zone-a", "zone-b", "zone-c"],
+        "brokersPerZone": 1,
+        "brokerType": "kafka.t3.small",
+        "storage": {"size": "64Mi", "storageClassName": "rivulet-local"},
+        "listeners": [{"name": "tls", "port": PORT, "tls": True, "authentication": "scram-sha-512"},
+                      {"name": "mtls", "port": mtls_port, "tls": True, "authentication": "tls"}],
+        "authorization": {"type": "simple", "superUsers": ["admin"]},
+    }
+    apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": CLUSTER}, "spec": spec})
+    kc = ready("kafkacluster", CLUSTER, ns)
+    listeners = {l["name"]: l for l in kc["status"]["listeners"]}
+    assert listeners["mtls"]["securityProtocol"] == "SSL", listeners
+    bootstrap = listeners["mtls"]["bootstrapAddress"]
+    assert bootstrap == f"{CLUSTER}-bootstrap.{ns}.svc:{mtls_port}"
+
+    for t in ["mine", "theirs"]:
+        apply(ns, {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaTopic", "metadata": {"name": t},
+                   "spec": {"clusterRef": {"name": CLUSTER}, "partitions": 1, "replicationFactor": 3}})
+    for t in ["mine", "theirs"]:
+        ready("kafkatopic", t, ns, timeout=180)
+
+    acls = [{"resource": {"type": "topic", "name": "mine"}, "operations": ["Describe", "Write"]},
+            {"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]}]
+    user = {"apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaUser", "metadata": {"name": "audit"},
+            "spec": {"clusterRef": {"name": CLUSTER}, "authentication": {"type": "tls"},
+                     "authorization": {"acls": acls}}}
+    apply(ns, user)
+    ku = ready("kafkauser", "audit", ns, timeout=180)
+    assert ku["status"]["principal"] == "User:CN=audit", ku["status"]
+    secret = get("secret", "audit", ns)
+    assert set(secret["data"]) == {"user.crt", "user.key", "ca.crt"}, set(secret["data"])
+    files = {}
+    for k in ("user.crt", "user.key", "ca.crt"):
+        (tmp_path / k).write_text(secret_value(ns, "audit", k))
+        files[k] = str(tmp_path / k)
+
+    assert wait_for("a produce as CN=audit", lambda: produce_mtls(bootstrap, files, "mine") is None or None,
+                    timeout=120, every=5)
+    denied = produce_mtls(bootstrap, files, "theirs", 15)
+    assert denied is not None and "AUTHORIZATION" in denied.upper(), denied
+
+    # An ACL added to the KafkaUser reaches every broker through the operator.
+    user["spec"]["authorization"]["acls"] = acls + [
+        {"resource": {"type": "topic", "name": "theirs"}, "operations": ["Describe", "Write"]}]
+    apply(ns, user)
+    assert wait_for("a produce to theirs after the ACL change",
+                    lambda: produce_mtls(bootstrap, files, "theirs", 10) is None or None, timeout=120, every=5)
+
+    # Deleting the user removes its ACLs: the same certificate is still accepted by TLS but
+    # may no longer write.
+    kubectl("delete", "kafkauser", "audit", "-n", ns, "--wait=true", "--timeout=120s")
+    wait_for("audit's Secret gone", lambda: get("secret", "audit", ns, check=False) is None, timeout=120)
+    refused = wait_for("audit refused after deletion",
+                       lambda: (e := produce_mtls(bootstrap, files, "mine", 10)) is not None and e, timeout=60, every=5)
+    assert "AUTHORIZATION" in refused.upper(), refused
