@@ -54,7 +54,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Broker:
-    def __init__(self, binary: str, workdir: Path):
+    def __init__(self, binary: str, workdir: Path, extra: tuple[str, ...] = ()):
         self.data = Path(tempfile.mkdtemp(prefix="bench-broker-", dir=workdir))
         self.port, self.admin = free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
@@ -62,7 +62,7 @@ class Broker:
         self.proc = subprocess.Popen(
             [binary, "--listen-addr", self.bootstrap, "--advertised-addr", self.bootstrap,
              "--admin-addr", f"127.0.0.1:{self.admin}", "--data-dir", str(self.data / "data"),
-             "--log-level", "warn"],
+             "--log-level", "warn", *extra],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
