@@ -263,6 +263,67 @@ def test_a_client_auth_override_for_an_unknown_listener_is_refused_at_start(tmp_
     assert "PLAINTEXT is not an SSL or SASL_SSL listener" in r.stderr + r.stdout, r.stderr
 
 
+def mtls_files(s: SecureBroker, who: str = "alice") -> dict[str, str]:
+    return {"ca": str(s.pki / "ca.pem"), "cert": str(s.pki / f"{who}.pem"), "key": str(s.pki / f"{who}.key")}
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
+def test_kcat_over_mutual_tls(secure):
+    f = mtls_files(secure)
+    topic = f"kcat-mtls-{uuid.uuid4().hex[:8]}"
+    common = ["-b", secure.addr("SSL"), "-X", "security.protocol=ssl", "-X", f"ssl.ca.location={f['ca']}"]
+    cert = ["-X", f"ssl.certificate.location={f['cert']}", "-X", f"ssl.key.location={f['key']}"]
+    put = subprocess.run(["kcat", *common, *cert, "-P", "-t", topic], input=b"one\ntwo\n", capture_output=True, timeout=30)
+    assert put.returncode == 0, put.stderr.decode()[-2000:]
+    out = subprocess.run(["kcat", *common, *cert, "-C", "-t", topic, "-e", "-o", "beginning"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout.split() == [b"one", b"two"]
+    # Without a certificate, or with one from another CA, nothing gets through.
+    for extra in [[], ["-X", f"ssl.certificate.location={secure.pki / 'mallory.pem'}",
+                       "-X", f"ssl.key.location={secure.pki / 'mallory.key'}"]]:
+        bad = subprocess.run(["kcat", *common, *extra, "-L", "-m", "5"], capture_output=True, timeout=30)
+        assert bad.returncode != 0, extra
+
+
+def test_kafka_python_over_mutual_tls(secure):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError
+    f = mtls_files(secure)
+    topic = f"kp-mtls-{uuid.uuid4().hex[:8]}"
+    conf = dict(bootstrap_servers=secure.addr("SSL"), security_protocol="SSL", ssl_cafile=f["ca"],
+                ssl_certfile=f["cert"], ssl_keyfile=f["key"])
+    p = KafkaProducer(**conf)
+    for i in range(5):
+        p.send(topic, f"v{i}".encode()).get(timeout=20)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **conf)
+    assert [m.value for m in c][:5] == [f"v{i}".encode() for i in range(5)]
+    c.close()
+    # Without a client certificate the handshake fails: nothing is written.
+    with pytest.raises(KafkaError) as refused:
+        anon = KafkaProducer(bootstrap_servers=secure.addr("SSL"), security_protocol="SSL", ssl_cafile=f["ca"],
+                             bootstrap_timeout_ms=5000, max_block_ms=5000)
+        anon.send(f"{topic}-anon", b"x").get(timeout=10)
+    print(f"kafka-python without a certificate: {refused.value!r}")
+
+
+@pytest.mark.parametrize("who,ok", [("alice", True), ("mallory", False)])
+def test_kafkajs_over_mutual_tls(secure, who, ok):
+    node = shutil.which("node")
+    assert node, "node is not installed"
+    assert (KAFKAJS_DIR / "node_modules" / "kafkajs").is_dir(), "kafkajs not installed: run `make deps-broker`"
+    f = mtls_files(secure, who)
+    env = {"BOOTSTRAP": secure.addr("SSL"), "TOPIC": f"kjs-mtls-{uuid.uuid4().hex[:8]}", "MECHANISM": "tls",
+           "CERT": f["cert"], "KEY": f["key"], "CA": f["ca"], "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([node, "secure.mjs"], cwd=KAFKAJS_DIR, env=env, capture_output=True, timeout=90)
+    if ok:
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        import json
+        assert json.loads(r.stdout)["received"] == [f"v{i}" for i in range(10)]
+    else:
+        assert r.returncode != 0
+
+
 def served_subject(s: SecureBroker) -> str:
     ctx = ssl.create_default_context(cafile=str(s.pki / "ca.pem"))
     with socket.create_connection(("127.0.0.1", s.ports["SASL_SSL"]), timeout=5) as raw:
@@ -452,3 +513,40 @@ def test_malformed_sasl_authenticate_fails_cleanly(secure, listener):
     assert got == [b"before", b"after"]
     assert secure.b.alive()
     assert "panicked" not in secure.b.log_path.read_text()
+
+
+def test_clients_reauthenticate_when_the_session_expires(tmp_path):
+    """KIP-368: with connections.max.reauth.ms the broker gives each SASL session a lifetime
+    (SaslAuthenticate v1+ session_lifetime_ms); librdkafka (≥ 2.2) re-authenticates on the same
+    connection before it ends, so a producer sending for several lifetimes loses nothing and is
+    never disconnected."""
+    from harness import Broker
+    (tmp_path / "users").write_text("alice=alice-pw\n")
+    b = Broker(tmp_path / "data", tmp_path / "broker.log")
+    sasl = free_port()
+    b.flags.update({
+        "listeners": f"PLAINTEXT://127.0.0.1:{b.port},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        "bootstrap-scram-users-file": str(tmp_path / "users"),
+        "connections-max-reauth-ms": "1500",
+        "log-level": "info,rivulet_broker=debug",
+    })
+    b.start()
+    try:
+        errors, delivered = [], []
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{sasl}", "security.protocol": "sasl_plaintext",
+                      "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "alice", "sasl.password": "alice-pw",
+                      "error_cb": lambda e: errors.append(str(e)), "message.timeout.ms": 10000})
+        deadline = time.monotonic() + 6
+        i = 0
+        while time.monotonic() < deadline:
+            p.produce("reauth", f"m{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
+            i += 1
+            p.poll(0.1)
+        assert p.flush(15) == 0
+        assert delivered == [None] * i, [e for e in delivered if e][:3]
+        assert errors == [], errors
+        log = b.log_path.read_text()
+        assert log.count("re-authentication started") >= 2, "the client re-authenticated on its connection"
+        assert "session expired" not in log.lower()
+    finally:
+        b.stop()

@@ -1,18 +1,26 @@
-// kafkajs over SASL_SSL: produce and read back through a consumer group, authenticating with
-// SASL (MECHANISM = scram-sha-512 | scram-sha-256 | plain) and verifying the broker against CA.
-// Prints {"sent": n, "received": [...]} on success; exits 1 with the error otherwise.
+// kafkajs over SASL_SSL or mutual TLS: produce and read back through a consumer group,
+// authenticating with SASL (MECHANISM = scram-sha-512 | scram-sha-256 | plain) or, with
+// MECHANISM = tls, with the client certificate CERT and key KEY on an SSL listener; the broker is
+// verified against CA. Prints {"sent": n, "received": [...]} on success; exits 1 with the error
+// otherwise.
 //
-// Env: BOOTSTRAP, TOPIC, MECHANISM, USERNAME, PASSWORD, CA (PEM file).
+// Env: BOOTSTRAP, TOPIC, MECHANISM, USERNAME, PASSWORD (SASL), CERT, KEY (tls), CA (PEM file).
 
 import { readFileSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 
-const { BOOTSTRAP, TOPIC, MECHANISM, USERNAME, PASSWORD, CA } = process.env;
+const { BOOTSTRAP, TOPIC, MECHANISM, USERNAME, PASSWORD, CERT, KEY, CA } = process.env;
+const mtls = MECHANISM === "tls";
+const ssl = { ca: [readFileSync(CA, "utf8")] };
+if (mtls) {
+  ssl.cert = readFileSync(CERT, "utf8");
+  ssl.key = readFileSync(KEY, "utf8");
+}
 const kafka = new Kafka({
   clientId: "rivulet-kafkajs-secure",
   brokers: [BOOTSTRAP],
-  ssl: { ca: [readFileSync(CA, "utf8")] },
-  sasl: { mechanism: MECHANISM, username: USERNAME, password: PASSWORD },
+  ssl,
+  ...(mtls ? {} : { sasl: { mechanism: MECHANISM, username: USERNAME, password: PASSWORD } }),
   logLevel: logLevel.NOTHING,
   retry: { retries: 3 },
 });
