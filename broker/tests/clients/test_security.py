@@ -550,3 +550,37 @@ def test_clients_reauthenticate_when_the_session_expires(tmp_path):
         assert "session expired" not in log.lower()
     finally:
         b.stop()
+
+
+def test_a_failed_login_is_answered_only_after_the_delay(tmp_path):
+    """connection.failed.authentication.delay.ms: a wrong password gets its
+    SASL_AUTHENTICATION_FAILED answer no sooner than the delay (so guessing is slowed down per
+    connection) and is counted; the right password is answered without it."""
+    from harness import Broker
+    (tmp_path / "users").write_text("alice=alice-pw\n")
+    b = Broker(tmp_path / "data", tmp_path / "broker.log")
+    sasl = free_port()
+    b.flags.update({
+        "listeners": f"PLAINTEXT://127.0.0.1:{b.port},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        "bootstrap-scram-users-file": str(tmp_path / "users"),
+        "connection-failed-authentication-delay-ms": "700",
+    })
+    b.start()
+    try:
+        def login(pw: str) -> tuple[int, float]:
+            with socket.create_connection(("127.0.0.1", sasl), timeout=10) as s:
+                sasl_handshake(s, "PLAIN")
+                t0 = time.monotonic()
+                err, _, _ = sasl_authenticate(s, b"\x00alice\x00" + pw.encode())
+                return err, time.monotonic() - t0
+        err, took = login("wrong")
+        assert err == SASL_AUTHENTICATION_FAILED
+        assert took >= 0.69, f"answered after {took:.3f} s, before the 0.7 s delay"
+        err, took_ok = login("alice-pw")
+        assert err == 0
+        assert took_ok < took, (took_ok, took)
+        _, text = b.http_get("/metrics")
+        assert any(line.startswith("rivulet_failed_authentication") and not line.endswith(" 0")
+                   for line in text.splitlines()), "the failure is counted"
+    finally:
+        b.stop()
