@@ -349,3 +349,118 @@ async fn internal_user_names_are_refused() {
         assert!(w.api.get(SECRETS, name).is_none(), "{name}");
     }
 }
+
+fn certificates_in(bundle: &str) -> usize {
+    bundle.matches("-----BEGIN CERTIFICATE-----").count()
+}
+
+/// The cluster CA renewal through its phases, the operator's side, with the clock driven by the
+/// test: generated → at 2/3 of its validity the next CA joins the trust bundle while the old one
+/// still signs (the broker certificate is kept) → 24 hours later the new CA signs and the broker
+/// certificate is issued again from it, the old CA staying in the bundle → once the old CA has
+/// expired it leaves the bundle. The public and broker Secrets carry the bundle at every step.
+#[tokio::test]
+async fn cluster_ca_renewal_goes_through_trust_promote_and_drop() {
+    use rivulet_operator::security::ca_rotation::TRUST_GRACE;
+    let spec = json!({"zones": ["a", "b"], "brokersPerZone": 1, "storage": {"size": "1Gi"},
+                      "listeners": [{"name": "tls", "port": 9093, "tls": true,
+                                     "authentication": "scram-sha-512"}]});
+    let w = World::new(spec, json!({}));
+    let kc: KafkaCluster =
+        serde_json::from_value(w.api.get(KC, "demo").expect("kc")).expect("typed");
+    let want = cluster_certs::broker_dns_names(&kc);
+    let t0 = time::OffsetDateTime::now_utc();
+    let at = |t| cluster_certs::reconcile_at(&kc, &w.ctx, t);
+    let public = || {
+        w.secret("demo-cluster-ca-cert", "ca.crt")
+            .expect("public bundle")
+    };
+    let broker_bundle = || {
+        w.secret("demo-broker-tls", "ca.crt")
+            .expect("broker bundle")
+    };
+    let leaf = || w.secret("demo-broker-tls", "tls.crt").expect("broker cert");
+
+    at(t0).await.expect("first");
+    let old_ca = w.secret("demo-cluster-ca", "ca.crt").expect("ca");
+    let old_leaf = leaf();
+    assert_eq!(certificates_in(&public()), 1);
+    let not_after = certs::inspect(&old_ca).expect("ca").not_after;
+
+    // Two thirds in (plus a day): the renewal starts; the old CA still signs.
+    let t1 = t0 + (not_after - t0) * 2 / 3 + time::Duration::days(1);
+    let changes = at(t1).await.expect("trust");
+    assert!(
+        changes.iter().any(|c| c.contains("renewal started")),
+        "{changes:?}"
+    );
+    assert_eq!(
+        w.secret("demo-cluster-ca", "ca.crt").as_deref(),
+        Some(old_ca.as_str())
+    );
+    assert_eq!(certificates_in(&public()), 2, "old and next CA trusted");
+    assert_eq!(broker_bundle(), public());
+    // The broker certificate (a year's validity, so renewed by now) comes from the old CA:
+    // nothing is signed by the next CA during the trust phase.
+    assert_eq!(
+        certs::check_leaf(Some(&leaf()), &old_ca, "demo-broker", &want, t1),
+        None
+    );
+    assert_ne!(
+        leaf(),
+        old_leaf,
+        "the year-old broker certificate was renewed"
+    );
+    let trusted_leaf = leaf();
+    // Still within the grace: nothing moves.
+    let changes = at(t1 + TRUST_GRACE - time::Duration::hours(1))
+        .await
+        .expect("wait");
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(leaf(), trusted_leaf);
+
+    // After the grace: the new CA signs; the broker certificate is issued again from it.
+    let t2 = t1 + TRUST_GRACE + time::Duration::minutes(1);
+    let changes = at(t2).await.expect("promote");
+    assert!(
+        changes.iter().any(|c| c.contains("CA renewed")),
+        "{changes:?}"
+    );
+    // ca.crt of the private Secret: the signing CA first, then the previous ones.
+    let new_ca = cluster_certs::first_pem(&w.secret("demo-cluster-ca", "ca.crt").expect("new ca"));
+    assert_ne!(new_ca, old_ca);
+    assert_eq!(
+        certs::check_leaf(Some(&leaf()), &new_ca, "demo-broker", &want, t2),
+        None
+    );
+    assert_eq!(
+        certificates_in(&public()),
+        2,
+        "the previous CA stays trusted"
+    );
+    assert!(
+        public().contains(old_ca.trim()),
+        "the previous CA is still in the bundle"
+    );
+    assert_eq!(broker_bundle(), public());
+
+    // Past the old CA's notAfter it leaves the bundle; the new one goes on signing.
+    let t3 = not_after + time::Duration::days(1);
+    let changes = at(t3).await.expect("drop");
+    assert!(
+        changes.iter().any(|c| c.contains("left the bundle")),
+        "{changes:?}"
+    );
+    assert_eq!(certificates_in(&public()), 1);
+    assert!(!public().contains(old_ca.trim()));
+    assert_eq!(broker_bundle(), public());
+    assert_eq!(
+        w.secret("demo-cluster-ca", "ca.crt").as_deref(),
+        Some(new_ca.as_str()),
+        "only the signing CA is left"
+    );
+    assert_eq!(
+        certs::check_leaf(Some(&leaf()), &new_ca, "demo-broker", &want, t3),
+        None
+    );
+}

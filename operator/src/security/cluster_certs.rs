@@ -211,6 +211,15 @@ pub async fn read_ca(
 /// Makes the CA and broker certificate Secrets right for `kc` (nothing without TLS listeners).
 /// Returns what changed, for Events.
 pub async fn reconcile(kc: &KafkaCluster, ctx: &Ctx) -> Result<Vec<String>, Error> {
+    reconcile_at(kc, ctx, OffsetDateTime::now_utc()).await
+}
+
+/// [`reconcile`] as of `now` (tests drive a CA renewal through its phases with it).
+pub async fn reconcile_at(
+    kc: &KafkaCluster,
+    ctx: &Ctx,
+    now: OffsetDateTime,
+) -> Result<Vec<String>, Error> {
     if !needs_tls(&kc.spec) {
         return Ok(Vec::new());
     }
@@ -218,7 +227,6 @@ pub async fn reconcile(kc: &KafkaCluster, ctx: &Ctx) -> Result<Vec<String>, Erro
     let ns = kc.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let now = OffsetDateTime::now_utc();
     let mut changes = Vec::new();
 
     // The CA: generated, renewed in phases (trust, promote, drop), see ca_rotation.
