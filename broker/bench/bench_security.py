@@ -49,7 +49,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "loadgen" / "bench"))
 
-from bench_broker import cpu_seconds, free_ports, loadavg, machine, proc_status_kib  # noqa: E402
+from bench_broker import cpu_seconds, free_ports, loadavg, machine, proc_status_kib, start_ready  # noqa: E402
 
 USERS = {"admin": "admin-secret", "bench": "bench-secret"}
 LISTENERS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -89,21 +89,7 @@ class SecureBroker:
                 "--log-level", "warn"]
         if authorizer:
             argv += ["--authorizer", "simple", "--super-users", "User:admin"]
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        import urllib.request
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}; log in {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("broker not ready within 30 s")
+        self.proc = start_ready(argv, self.log, self.admin_port)
 
     @property
     def pid(self) -> int:

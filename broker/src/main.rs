@@ -218,7 +218,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let ctx = ListenerCtx {
             name: Arc::from(l.name.as_str()),
             protocol: l.protocol,
-            tls: tls_ctxs.get(&l.name).cloned(),
+            tls: tls_ctxs.by_listener.get(&l.name).cloned(),
             mechanisms: mechanisms.clone(),
             credentials: credentials.clone(),
             failed_auth_delay: Duration::from_millis(
@@ -260,13 +260,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     background::spawn(broker.clone(), stop_rx.clone());
     rivulet_broker::group::GroupCoordinator::spawn_ticker(broker.clone(), stop_rx.clone());
-    // One reloader per distinct context (listeners with the same mode share one).
-    let mut reloading: Vec<&Arc<tls::TlsContext>> = Vec::new();
-    for tls in tls_ctxs.values() {
-        if reloading.iter().any(|r| Arc::ptr_eq(r, tls)) {
-            continue;
-        }
-        reloading.push(tls);
+    for (_, tls) in &tls_ctxs.distinct {
         tls.spawn_reloader(
             Duration::from_millis(config.ssl_reload_interval_ms),
             stop_rx.clone(),
@@ -352,11 +346,14 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The TLS context of each SSL and SASL_SSL listener, by name: listeners with the same
-/// client-certificate mode share one (--ssl-client-auth for SSL listeners, none for SASL_SSL
-/// ones where SASL authenticates the client, as in Kafka; --listener-ssl-client-auth overrides
-/// either per listener).
-type TlsContexts = BTreeMap<String, Arc<tls::TlsContext>>;
+/// The TLS contexts: one per client-certificate mode in use (--ssl-client-auth for SSL
+/// listeners, none for SASL_SSL ones where SASL authenticates the client, as in Kafka;
+/// --listener-ssl-client-auth overrides either per listener), and which one each TLS listener
+/// uses.
+struct TlsContexts {
+    by_listener: BTreeMap<String, Arc<tls::TlsContext>>,
+    distinct: Vec<(tls::ClientAuth, Arc<tls::TlsContext>)>,
+}
 
 fn tls_contexts(config: &BrokerConfig, listeners: &Listeners) -> anyhow::Result<TlsContexts> {
     let tls_listeners: Vec<(&str, bool)> = listeners
@@ -370,18 +367,20 @@ fn tls_contexts(config: &BrokerConfig, listeners: &Listeners) -> anyhow::Result<
     let modes =
         tls::client_auth_per_listener(&tls_listeners, default, &config.listener_ssl_client_auth)
             .map_err(|e| anyhow::anyhow!("--listener-ssl-client-auth: {e}"))?;
-    let mut by_mode: Vec<(tls::ClientAuth, Arc<tls::TlsContext>)> = Vec::new();
-    let mut out = BTreeMap::new();
+    let mut out = TlsContexts {
+        by_listener: BTreeMap::new(),
+        distinct: Vec::new(),
+    };
     for (name, mode) in modes {
-        let ctx = match by_mode.iter().find(|(m, _)| *m == mode) {
+        let ctx = match out.distinct.iter().find(|(m, _)| *m == mode) {
             Some((_, c)) => c.clone(),
             None => {
                 let c = tls_context(config, mode)?;
-                by_mode.push((mode, c.clone()));
+                out.distinct.push((mode, c.clone()));
                 c
             }
         };
-        out.insert(name, ctx);
+        out.by_listener.insert(name, ctx);
     }
     Ok(out)
 }

@@ -53,31 +53,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def start_ready(argv: list[str], log, admin_port: int, limit: float = 30.0) -> subprocess.Popen:
+    """Starts a broker with `argv` (output to the open file `log`) and waits for its /readyz on
+    127.0.0.1:`admin_port`; kills it and raises if it exits or is not ready within `limit`."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode}; log in {log.name}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"broker not ready within {limit:.0f} s; log in {log.name}")
+
+
 class Broker:
     def __init__(self, binary: str, workdir: Path, extra: tuple[str, ...] = ()):
         self.data = Path(tempfile.mkdtemp(prefix="bench-broker-", dir=workdir))
         self.port, self.admin = free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log = open(self.data.with_suffix(".log"), "wb")
-        self.proc = subprocess.Popen(
+        self.proc = start_ready(
             [binary, "--listen-addr", self.bootstrap, "--advertised-addr", self.bootstrap,
              "--admin-addr", f"127.0.0.1:{self.admin}", "--data-dir", str(self.data / "data"),
              "--log-level", "warn", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}; log in {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("broker not ready within 30 s")
+            self.log, self.admin)
 
     @property
     def pid(self) -> int:

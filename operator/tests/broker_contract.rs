@@ -14,37 +14,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container};
+use k8s_openapi::api::core::v1::Container;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use rivulet_admin_client::AdminClient;
 use rivulet_operator::builders::*;
 
-fn container(objects: &[DesiredObject], name: &str) -> Container {
-    let o = objects
-        .iter()
-        .find(|o| o.name == name && o.kind == ObjKind::StatefulSet)
-        .expect("statefulset");
-    let sts: StatefulSet = serde_json::from_value(o.value.clone()).expect("statefulset");
-    sts.spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod")
-        .containers[0]
-        .clone()
-}
-
-/// `$(NAME)` expansion as Kubernetes does for env values.
-fn expand(v: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = v.to_string();
-    for (k, val) in env {
-        out = out.replace(&format!("$({k})"), val);
-    }
-    out
-}
+use support::pods::{container, kubelet_env};
 
 /// The rendered coordinator, on a loopback port; returns the process and its client address.
 fn start_coordinator(
@@ -118,28 +95,7 @@ fn render_broker(
         .expect("addr");
     let pod_name = format!("{}-{id}", broker_sts_name("demo", zone));
     let headless_dns = format!("{pod_name}.demo-broker-headless.kafka.svc:{KAFKA_PORT}");
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for e in c.env.clone().unwrap_or_default() {
-        let value = match (e.value, e.value_from.and_then(|f| f.field_ref)) {
-            (Some(v), _) => expand(&v, &env),
-            (None, Some(f)) if f.field_path == "metadata.name" => pod_name.clone(),
-            (None, Some(f))
-                if f.field_path == "metadata.labels['apps.kubernetes.io/pod-index']" =>
-            {
-                id.to_string()
-            }
-            (None, other) => panic!("{}: unexpected source {other:?}", e.name),
-        };
-        env.insert(e.name, value);
-    }
-    // envFrom: the rendered ConfigMap.
-    let cm = built
-        .objects
-        .iter()
-        .find(|o| o.name == "demo-broker-config")
-        .expect("cm");
-    let cm: ConfigMap = serde_json::from_value(cm.value.clone()).expect("configmap");
-    env.extend(cm.data.unwrap_or_default());
+    let mut env = kubelet_env(built, &c, &pod_name, id, "demo-broker-config");
     assert_eq!(env["RIVULET_ADVERTISED_ADDR"], headless_dns);
     if !cluster_mode {
         // Standalone is one broker: it rightly refuses the 3-way default replication too.

@@ -22,8 +22,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -56,20 +54,7 @@ fn secure_cluster() -> KafkaCluster {
     kc
 }
 
-fn container(objects: &[DesiredObject], name: &str) -> Container {
-    let o = objects
-        .iter()
-        .find(|o| o.name == name && o.kind == ObjKind::StatefulSet)
-        .expect("statefulset");
-    let sts: StatefulSet = serde_json::from_value(o.value.clone()).expect("statefulset");
-    sts.spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod")
-        .containers[0]
-        .clone()
-}
+use support::pods::{container, kubelet_env};
 
 struct Pod {
     id: i32,
@@ -88,29 +73,7 @@ fn render(built: &ClusterObjects, zone: usize, zk: SocketAddr, dir: &Path, mount
     let admin: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .expect("addr");
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for e in c.env.clone().unwrap_or_default() {
-        let value = match (e.value, e.value_from.and_then(|f| f.field_ref)) {
-            (Some(v), _) => {
-                let mut v = v;
-                for (k, val) in &env {
-                    v = v.replace(&format!("$({k})"), val);
-                }
-                v
-            }
-            (None, Some(f)) if f.field_path == "metadata.name" => pod_name.clone(),
-            (None, Some(f)) if f.field_path.contains("pod-index") => id.to_string(),
-            (None, other) => panic!("{}: unexpected source {other:?}", e.name),
-        };
-        env.insert(e.name, value);
-    }
-    let cm = built
-        .objects
-        .iter()
-        .find(|o| o.name == "demo-broker-config")
-        .expect("cm");
-    let cm: ConfigMap = serde_json::from_value(cm.value.clone()).expect("configmap");
-    env.extend(cm.data.unwrap_or_default());
+    let env = kubelet_env(built, &c, &pod_name, id, "demo-broker-config");
     let host = format!("{pod_name}.demo-broker-headless.kafka.svc");
     let data = dir.join(format!("broker-{id}"));
     let env = env

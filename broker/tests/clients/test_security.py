@@ -201,19 +201,25 @@ def test_no_authentication_on_a_sasl_listener_is_refused(secure):
 
 
 def test_kafka_python_scram_and_plain(secure):
-    from kafka import KafkaConsumer, KafkaProducer
     ctx = ssl.create_default_context(cafile=str(secure.pki / "ca.pem"))
     for mech, user, pw in [("SCRAM-SHA-512", "alice", "alice-pw"), ("SCRAM-SHA-256", "carol", "carol-pw"), ("PLAIN", "bob", "bob-pw")]:
-        topic = f"kp-{uuid.uuid4().hex[:8]}"
-        conf = dict(bootstrap_servers=secure.addr("SASL_SSL"), security_protocol="SASL_SSL", ssl_context=ctx,
-                    sasl_mechanism=mech, sasl_plain_username=user, sasl_plain_password=pw)
-        p = KafkaProducer(**conf)
-        for i in range(5):
-            p.send(topic, f"v{i}".encode()).get(timeout=20)
-        p.close()
-        c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **conf)
-        assert [m.value for m in c][:5] == [f"v{i}".encode() for i in range(5)]
-        c.close()
+        kafka_python_round_trip(dict(bootstrap_servers=secure.addr("SASL_SSL"), security_protocol="SASL_SSL",
+                                     ssl_context=ctx, sasl_mechanism=mech, sasl_plain_username=user,
+                                     sasl_plain_password=pw))
+
+
+def kafka_python_round_trip(conf: dict) -> str:
+    """Five records produced and read back by kafka-python with `conf`; returns the topic."""
+    from kafka import KafkaConsumer, KafkaProducer
+    topic = f"kp-{uuid.uuid4().hex[:8]}"
+    p = KafkaProducer(**conf)
+    for i in range(5):
+        p.send(topic, f"v{i}".encode()).get(timeout=20)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **conf)
+    assert [m.value for m in c][:5] == [f"v{i}".encode() for i in range(5)]
+    c.close()
+    return topic
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
@@ -286,19 +292,11 @@ def test_kcat_over_mutual_tls(secure):
 
 
 def test_kafka_python_over_mutual_tls(secure):
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaProducer
     from kafka.errors import KafkaError
     f = mtls_files(secure)
-    topic = f"kp-mtls-{uuid.uuid4().hex[:8]}"
-    conf = dict(bootstrap_servers=secure.addr("SSL"), security_protocol="SSL", ssl_cafile=f["ca"],
-                ssl_certfile=f["cert"], ssl_keyfile=f["key"])
-    p = KafkaProducer(**conf)
-    for i in range(5):
-        p.send(topic, f"v{i}".encode()).get(timeout=20)
-    p.close()
-    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **conf)
-    assert [m.value for m in c][:5] == [f"v{i}".encode() for i in range(5)]
-    c.close()
+    topic = kafka_python_round_trip(dict(bootstrap_servers=secure.addr("SSL"), security_protocol="SSL",
+                                         ssl_cafile=f["ca"], ssl_certfile=f["cert"], ssl_keyfile=f["key"]))
     # Without a client certificate the handshake fails: nothing is written.
     with pytest.raises(KafkaError) as refused:
         anon = KafkaProducer(bootstrap_servers=secure.addr("SSL"), security_protocol="SSL", ssl_cafile=f["ca"],
@@ -309,19 +307,9 @@ def test_kafka_python_over_mutual_tls(secure):
 
 @pytest.mark.parametrize("who,ok", [("alice", True), ("mallory", False)])
 def test_kafkajs_over_mutual_tls(secure, who, ok):
-    node = shutil.which("node")
-    assert node, "node is not installed"
-    assert (KAFKAJS_DIR / "node_modules" / "kafkajs").is_dir(), "kafkajs not installed: run `make deps-broker`"
     f = mtls_files(secure, who)
-    env = {"BOOTSTRAP": secure.addr("SSL"), "TOPIC": f"kjs-mtls-{uuid.uuid4().hex[:8]}", "MECHANISM": "tls",
-           "CERT": f["cert"], "KEY": f["key"], "CA": f["ca"], "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([node, "secure.mjs"], cwd=KAFKAJS_DIR, env=env, capture_output=True, timeout=90)
-    if ok:
-        assert r.returncode == 0, r.stderr.decode()[-2000:]
-        import json
-        assert json.loads(r.stdout)["received"] == [f"v{i}" for i in range(10)]
-    else:
-        assert r.returncode != 0
+    run_kafkajs({"BOOTSTRAP": secure.addr("SSL"), "MECHANISM": "tls", "CERT": f["cert"], "KEY": f["key"],
+                 "CA": f["ca"]}, ok)
 
 
 def served_subject(s: SecureBroker) -> str:
@@ -363,11 +351,19 @@ KAFKAJS_DIR = Path(__file__).resolve().parents[1] / "kafkajs"
     ("scram-sha-512", "alice", "wrong", False),
 ])
 def test_kafkajs_over_sasl_ssl(secure, mech, user, pw, ok):
+    r = run_kafkajs({"BOOTSTRAP": secure.addr("SASL_SSL"), "MECHANISM": mech, "USERNAME": user, "PASSWORD": pw,
+                     "CA": str(secure.pki / "ca.pem")}, ok)
+    if not ok:
+        assert "SASL" in r.stderr.decode() or "Authentication" in r.stderr.decode(), r.stderr.decode()[-2000:]
+
+
+def run_kafkajs(env: dict[str, str], ok: bool) -> subprocess.CompletedProcess:
+    """kafkajs/secure.mjs with `env` on a topic of its own; checks it round-tripped when `ok`,
+    else that it failed."""
     node = shutil.which("node")
     assert node, "node is not installed"
     assert (KAFKAJS_DIR / "node_modules" / "kafkajs").is_dir(), "kafkajs not installed: run `make deps-broker`"
-    env = {"BOOTSTRAP": secure.addr("SASL_SSL"), "TOPIC": f"kjs-{uuid.uuid4().hex[:8]}", "MECHANISM": mech,
-           "USERNAME": user, "PASSWORD": pw, "CA": str(secure.pki / "ca.pem"), "PATH": "/usr/bin:/bin"}
+    env = {**env, "TOPIC": f"kjs-{uuid.uuid4().hex[:8]}", "PATH": "/usr/bin:/bin"}
     r = subprocess.run([node, "secure.mjs"], cwd=KAFKAJS_DIR, env=env, capture_output=True, timeout=90)
     if ok:
         assert r.returncode == 0, r.stderr.decode()[-2000:]
@@ -375,7 +371,7 @@ def test_kafkajs_over_sasl_ssl(secure, mech, user, pw, ok):
         assert json.loads(r.stdout)["received"] == [f"v{i}" for i in range(10)]
     else:
         assert r.returncode != 0
-        assert "SASL" in r.stderr.decode() or "Authentication" in r.stderr.decode(), r.stderr.decode()[-2000:]
+    return r
 
 
 # --- malformed SASL on the wire ----------------------------------------------------------------

@@ -216,8 +216,8 @@ def test_scale_in_drains_first_and_refuses_the_impossible(ns):
             status.stop()
         at, draining = draining
         assert sorted(draining["brokers"]) == sorted(leaving), draining
-        assert watch.first_shrink is None or at < watch.first_shrink, \
-            f"the StatefulSets shrank before the drain was reported: {status.phases()}"
+        assert watch.first_shrink is not None, "the watch saw the StatefulSets shrink"
+        assert at < watch.first_shrink, f"the StatefulSets shrank before the drain was reported: {status.phases()}"
         lat_to = len(load.latencies)
         load.wait_acks(2000, 120, "after the drain")
     finally:

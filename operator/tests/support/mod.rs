@@ -125,3 +125,4 @@ fn start_broker_with(
 
 /// The in-memory API server for fast reconcile tests (test code: not part of the library).
 pub mod fakeapi;
+pub mod pods;
